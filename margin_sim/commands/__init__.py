@@ -1,0 +1,1 @@
+"""One module per ``margin-sim`` subcommand; each has ``register(subparsers)``."""
