@@ -56,20 +56,27 @@ def parse_duration(text: object) -> float:
         raise ValueError(f"cannot read duration {text!r}: use e.g. '90s', '15min', '1h', '7d'")
     seconds = float(match.group(1)) * _UNITS[match.group(2).lower()]
     if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"duration {text!r} must be positive")
+        raise ValueError(f"duration {text!r} must be positive and finite")
     return seconds
 
 
 def format_duration(seconds: float) -> str:
     """Write seconds back as the shortest exact text (``3600.0 -> "1h"``).
 
+    ``parse_duration(format_duration(x)) == x`` for every positive finite ``x``: a unit is
+    used only when it divides the duration exactly, otherwise the seconds are written with
+    as many digits as it takes.
+
     Examples
     --------
     >>> format_duration(5400.0)
     '90min'
+    >>> format_duration(0.25)
+    '0.25s'
     """
     for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
-        count = seconds / size
-        if count >= 1 and abs(count - round(count)) < 1e-9:
-            return f"{round(count)}{unit}"
-    return f"{seconds:g}s"
+        count = round(seconds / size)
+        if count >= 1 and count * size == seconds:
+            return f"{count}{unit}"
+    short = f"{seconds:g}"
+    return f"{short if float(short) == seconds else repr(float(seconds))}s"

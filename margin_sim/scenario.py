@@ -21,7 +21,8 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import numpy as np
 import yaml
@@ -36,6 +37,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from margin_sim._typing import FloatArray, MarginMode, Rule, Side
 from margin_sim.durations import SECONDS_PER_YEAR, format_duration, parse_duration
@@ -75,8 +77,54 @@ NonNegative = Annotated[float, Field(ge=0.0)]
 Positive = Annotated[float, Field(gt=0.0)]
 
 
+def _wants_number(annotation: Any) -> bool:
+    """Whether a field annotation is a number (``int``/``float``, maybe optional)."""
+    if annotation in (int, float):
+        return True
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _wants_number(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        return any(_wants_number(arg) for arg in get_args(annotation) if arg is not type(None))
+    return False
+
+
+#: pydantic error type of a boolean given where a number belongs; ``ctx["key"]`` names it.
+_BOOLEAN_NUMBER = "boolean_number"
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_booleans(cls, data: Any) -> Any:
+        # YAML reads yes/no/true/false as booleans and pydantic's lax mode would take them as
+        # 1 and 0: `paths: yes` must be an error, not one path.
+        if not isinstance(data, dict):
+            return data
+        for name, value in data.items():
+            field = cls.model_fields.get(name) if isinstance(name, str) else None
+            if field is None or any(isinstance(m, BeforeValidator) for m in field.metadata):
+                continue  # durations parse their own text and refuse booleans
+            annotation = field.annotation
+            if isinstance(value, bool) and _wants_number(annotation):
+                raise PydanticCustomError(
+                    _BOOLEAN_NUMBER, "must be a number, got {value}", {"key": name, "value": value}
+                )
+            if (
+                isinstance(value, dict)
+                and get_origin(annotation) is dict
+                and _wants_number(get_args(annotation)[1])
+            ):
+                for key, item in value.items():
+                    if isinstance(item, bool):
+                        raise PydanticCustomError(
+                            _BOOLEAN_NUMBER,
+                            "must be a number, got {value}",
+                            {"key": f"{name}.{key}", "value": item},
+                        )
+        return data
 
 
 # --------------------------------------------------------------------------- market
@@ -638,10 +686,15 @@ def read_yaml_mapping(path: str | Path, what: str = "scenario") -> dict[str, Any
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or "not valid YAML"
-        raise ScenarioError(str(path), f"{problem}{where}") from None
+        problem = _one_line(getattr(error, "problem", None) or "")
+        reason = f"not valid YAML: {problem or 'syntax error'}{where}"
+        raise ScenarioError(str(path), reason) from None
     except UnicodeDecodeError:
         raise ScenarioError(str(path), "not a UTF-8 text file") from None
+    except OSError as error:
+        raise ScenarioError(str(path), f"cannot read the file: {error.strerror}") from None
+    if data is None:
+        raise ScenarioError(str(path), f"the {what} file is empty")
     if not isinstance(data, dict):
         raise ScenarioError(
             str(path), f"a {what} file must be a YAML mapping, got {type(data).__name__}"
@@ -741,34 +794,61 @@ def apply_overrides(
 
 _DISCRIMINATOR_TAGS = {"merton", "kou"}
 
+#: pydantic error types that mean "expected a mapping here".
+_MAPPING_ERRORS = {"model_type", "model_attributes_type", "dict_type"}
+
+
+def _one_line(text: str) -> str:
+    """Collapse any whitespace run (newlines included) to one space."""
+    return " ".join(text.split())
+
 
 def _format_validation_error(error: ValidationError) -> ScenarioError:
     """Turn pydantic's error list into one :class:`ScenarioError` (the first error)."""
     errors = error.errors()
     first = errors[0]
-    loc = [str(part) for part in first["loc"]]
-    if len(loc) >= 2 and loc[-2] in _DISCRIMINATOR_TAGS and "jumps" in loc:
-        loc.pop(-2)
-    elif loc and loc[-1] in _DISCRIMINATOR_TAGS and "jumps" in loc:
-        loc.pop()
+    raw = [str(part) for part in first["loc"]]
+    # a discriminated union puts the tag ("merton") in the location: jumps.merton.std
+    loc = [
+        part
+        for k, part in enumerate(raw)
+        if not (k > 0 and raw[k - 1] == "jumps" and part in _DISCRIMINATOR_TAGS)
+    ]
     kind = first["type"]
     value = first.get("input")
+    shown = "" if isinstance(value, dict | list) else f", got {value!r}"
     if kind == "extra_forbidden":
         reason = "unknown key"
     elif kind == "missing":
         reason = "missing key"
     elif kind == "union_tag_invalid":
-        reason = "unknown jump model (use 'merton' or 'kou')"
+        reason = f"unknown jump model {first['ctx']['tag']!r} (use 'merton' or 'kou')"
+        if loc[-1:] != ["model"]:
+            loc.append("model")
+    elif kind == "union_tag_not_found":
+        loc.append("model")
+        reason = "missing key (the jump model: 'merton' or 'kou')"
+    elif kind == _BOOLEAN_NUMBER:
+        loc.append(str(first["ctx"]["key"]))
+        reason = f"must be a number, got {first['ctx']['value']!r}"
     elif kind == "finite_number":
         reason = f"must be a finite number, got {value!r}"
+    elif kind in _MAPPING_ERRORS:
+        what = "an exchange name or a mapping" if loc == ["exchange"] else "a mapping"
+        reason = f"must be {what}, got {type(value).__name__} {value!r}"
+    elif kind == "list_type":
+        reason = f"must be a list, got {type(value).__name__} {value!r}"
+    elif kind == "too_short":
+        reason = "must not be empty"
     else:
         message = first["msg"].removeprefix("Value error, ")
-        shown = "" if isinstance(value, dict | list) else f", got {value!r}"
+        if kind == "value_error":
+            shown = ""  # our own validators name the value when it helps
         reason = f"{message[:1].lower()}{message[1:]}{shown}"
     more = len(errors) - 1
     if more:
         reason += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return ScenarioError(".".join(loc) or "scenario", reason)
+    return ScenarioError(_one_line(".".join(loc)) or "scenario", _one_line(reason))
 
 
 def load_scenario(

@@ -41,7 +41,6 @@ def _clean(value: Any) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from margin_sim.engine import simulate
     from margin_sim.errors import ScenarioError
     from margin_sim.scenario import load_scenario
 
@@ -55,6 +54,9 @@ def _run(args: argparse.Namespace) -> int:
             raise ScenarioError("--seed", f"must be a non-negative integer, got {args.seed}")
         overrides.append(f"seed={args.seed}")
     scenario = load_scenario(args.scenario, overrides)
+    # imported after validation so that bad input is reported before any numerics load
+    from margin_sim.engine import simulate
+
     result = simulate(scenario, progress=not args.no_progress and not args.json)
     summary = result.summary()
     if args.json:
