@@ -540,9 +540,12 @@ def _optional(value: object, field: str, **limits: Any) -> float | None:
     return None if value is None else _number(value, field, **limits)
 
 
-def _others_margin(rules: ExchangeRules, others: Iterable[Mapping[str, Any]]) -> float:
-    """Sum over the other cross positions of unrealised PnL minus maintenance, at their marks."""
-    total = 0.0
+def _others_margin(
+    rules: ExchangeRules, others: Iterable[Mapping[str, Any]]
+) -> tuple[float, float]:
+    """Unrealised PnL and maintenance of the other cross positions, summed, at their marks."""
+    pnl = 0.0
+    requirement_total = 0.0
     allowed = {"side", "quantity", "entry_price", "mark_price", "mmr", "maint_amount", "asset"}
     for j, other in enumerate(others):
         where = f"others.{j}"
@@ -569,8 +572,9 @@ def _others_margin(rules: ExchangeRules, others: Iterable[Mapping[str, Any]]) ->
         else:
             asset = str(other.get("asset", "default"))
             requirement = float(rules.maintenance_margin(asset, quantity, mark, entry))
-        total += sign * quantity * (mark - entry) - requirement
-    return total
+        pnl += sign * quantity * (mark - entry)
+        requirement_total += requirement
+    return pnl, requirement_total
 
 
 def _position_margin(
@@ -586,8 +590,14 @@ def _position_margin(
     others: Iterable[Mapping[str, Any]],
     taker_fee: float | None,
     asset: str,
+    bankruptcy: bool = False,
 ) -> tuple[ExchangeRules, int, float, float, float]:
-    """Check the inputs; return rules, sign, entry, quantity and the position's margin."""
+    """Check the inputs; return rules, sign, entry, quantity and the position's margin.
+
+    The margin is the isolated margin (less the opening fee where the venue takes it from
+    there), or in cross the wallet plus the others' unrealised PnL minus their maintenance
+    (for the bankruptcy price their maintenance is not subtracted: margin balance zero).
+    """
     sign = _sign(side)
     entry = _number(entry_price, "entry_price", positive=True)
     qty = _number(quantity, "quantity", positive=True)
@@ -607,7 +617,8 @@ def _position_margin(
     if mode == "isolated" and rules.opening_fee_from_isolated_margin:
         margin -= float(rules.opening_fee(qty, entry))
     if mode == "cross":
-        margin += _others_margin(rules, others)
+        pnl, requirement = _others_margin(rules, others)
+        margin += pnl if bankruptcy else pnl - requirement
     return rules, sign, entry, qty, margin
 
 
@@ -692,8 +703,9 @@ def bankruptcy_price(
 ) -> float:
     """Mark price at which the position's margin balance reaches zero.
 
-    Same parameters as :func:`liquidation_price`; in cross the others' maintenance is
-    subtracted as there, so it is the price where the account could no longer meet it.
+    Same parameters as :func:`liquidation_price`. In cross it is the price at which the
+    account's margin balance (wallet plus every position's unrealised PnL, the others frozen
+    at their marks) reaches zero; ``mmr``/``maint_amount`` do not affect it.
 
     Returns
     -------
@@ -708,6 +720,7 @@ def bankruptcy_price(
     rules, sign, entry, qty, margin = _position_margin(
         side, entry_price, quantity, wallet, exchange=exchange, mode=mode, mmr=mmr,
         maint_amount=maint_amount, others=others, taker_fee=taker_fee, asset=asset,
+        bankruptcy=True,
     )  # fmt: skip
     return float(rules.bankruptcy_price(asset, sign, qty, entry, margin))
 
