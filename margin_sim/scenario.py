@@ -803,6 +803,12 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _short(value: Any, width: int = 60) -> str:
+    """``repr(value)``, cut to ``width`` characters so an error stays one short line."""
+    text = repr(value)
+    return text if len(text) <= width else f"{text[: width - 3]}..."
+
+
 def _format_validation_error(error: ValidationError) -> ScenarioError:
     """Turn pydantic's error list into one :class:`ScenarioError` (the first error)."""
     errors = error.errors()
@@ -816,7 +822,7 @@ def _format_validation_error(error: ValidationError) -> ScenarioError:
     ]
     kind = first["type"]
     value = first.get("input")
-    shown = "" if isinstance(value, dict | list) else f", got {value!r}"
+    shown = "" if isinstance(value, dict | list) else f", got {_short(value)}"
     if kind == "extra_forbidden":
         reason = "unknown key"
     elif kind == "missing":
@@ -835,15 +841,17 @@ def _format_validation_error(error: ValidationError) -> ScenarioError:
         reason = f"must be a finite number, got {value!r}"
     elif kind in _MAPPING_ERRORS:
         what = "an exchange name or a mapping" if loc == ["exchange"] else "a mapping"
-        reason = f"must be {what}, got {type(value).__name__} {value!r}"
+        reason = f"must be {what}, got {type(value).__name__} {_short(value)}"
     elif kind == "list_type":
-        reason = f"must be a list, got {type(value).__name__} {value!r}"
+        reason = f"must be a list, got {type(value).__name__} {_short(value)}"
     elif kind == "too_short":
         reason = "must not be empty"
     else:
         message = first["msg"].removeprefix("Value error, ")
         if kind == "value_error":
             shown = ""  # our own validators name the value when it helps
+        elif shown and ", got " in message:
+            shown = f" ({_short(value)})"  # "a valid integer, got a number with a fraction"
         reason = f"{message[:1].lower()}{message[1:]}{shown}"
     more = len(errors) - 1
     if more:
