@@ -50,7 +50,9 @@ def test_corpus_is_large_enough() -> None:
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
-def test_bad_scenario_is_refused_in_one_line(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_scenario_is_refused_in_one_line(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     field, reason = _expectation(path)
     code = main(["run", str(path), "--no-progress"])
     out, err = capsys.readouterr()
