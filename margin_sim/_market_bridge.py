@@ -25,6 +25,7 @@ from margin_sim.errors import ScenarioError
 
 __all__ = [
     "correlation_factor",
+    "fill_between_knots",
     "group_starts",
     "rank_in_group",
     "sample_bridge_points",
@@ -145,3 +146,97 @@ def sample_bridge_points(
             previous + weight * (right[:, rows] - previous) + scale * correlated[:, rows]
         )
     return values
+
+
+def fill_between_knots(
+    grid_values: FloatArray,
+    points_per_step: int,
+    event_path: IntArray,
+    event_step: IntArray,
+    event_frac: FloatArray,
+    event_before: FloatArray,
+    event_after: FloatArray,
+    step_factor: FloatArray,
+    generators: list[np.random.Generator],
+) -> FloatArray:
+    """Log prices on a fine grid that pass exactly through the knots of coarse paths.
+
+    The fine grid divides every grid step into ``points_per_step`` equal parts. Knots are the
+    grid points and the events; between two consecutive knots of a path the log price is the
+    Brownian bridge from the right-hand value of the left knot (after its jump) to the
+    left-hand value of the right knot (before its jump), built from a free Brownian motion
+    sampled at every fine point and knot (the bridge construction in the module docstring).
+
+    Parameters
+    ----------
+    grid_values : ndarray, shape (n_assets, n, n_steps + 1)
+        Log prices at the grid points.
+    points_per_step : int
+        Fine intervals per grid step (>= 1).
+    event_path, event_step, event_frac : ndarray, shape (m,)
+        Events sorted by (path, step, frac), ``frac`` in (0, 1).
+    event_before, event_after : ndarray, shape (n_assets, m)
+        Log prices just before and just after each event.
+    step_factor : ndarray, shape (n_assets, n_assets)
+        F with ``F @ F.T`` the diffusion covariance over one grid step.
+    generators : list of numpy.random.Generator
+        One per path, for the free Brownian motion of that path.
+
+    Returns
+    -------
+    ndarray, shape (n_assets, n, n_steps * points_per_step + 1)
+        Log prices at the fine points; equal to ``grid_values`` at every grid point.
+    """
+    n_assets, n_paths, n_knots = grid_values.shape
+    q = points_per_step
+    n_fine = (n_knots - 1) * q + 1
+    m = event_path.size
+    fine_index = np.arange(n_fine, dtype=np.int64)
+    point_path = np.concatenate([np.repeat(np.arange(n_paths, dtype=np.int64), n_fine), event_path])
+    point_step = np.concatenate([np.tile(fine_index // q, n_paths), event_step])
+    point_frac = np.concatenate([np.tile((fine_index % q) / q, n_paths), event_frac])
+    is_event = np.concatenate([np.zeros(n_paths * n_fine, dtype=bool), np.ones(m, dtype=bool)])
+    origin = np.concatenate([np.arange(n_paths * n_fine, dtype=np.int64), np.arange(m)])
+    order = np.lexsort((is_event, point_frac, point_step, point_path))
+    point_path, point_step, point_frac = point_path[order], point_step[order], point_frac[order]
+    is_event, origin = is_event[order], origin[order]
+    time = point_step + point_frac  # in grid steps
+
+    # values to the left and right of every knot (NaN elsewhere)
+    n_points = time.size
+    is_grid = ~is_event & (point_frac == 0.0)
+    is_knot = is_grid | is_event
+    value_left = np.full((n_assets, n_points), np.nan)
+    value_right = np.full((n_assets, n_points), np.nan)
+    grid_rows = np.flatnonzero(is_grid)
+    grid_flat = grid_values[:, point_path[grid_rows], point_step[grid_rows]]
+    value_left[:, grid_rows] = value_right[:, grid_rows] = grid_flat
+    event_rows = np.flatnonzero(is_event)
+    value_left[:, event_rows] = event_before[:, origin[event_rows]]
+    value_right[:, event_rows] = event_after[:, origin[event_rows]]
+
+    # free Brownian motion at every point, one generator per path (path order is kept)
+    elapsed = np.diff(time, prepend=0.0)
+    elapsed[np.flatnonzero(np.diff(point_path, prepend=-1))] = 0.0
+    counts = np.bincount(point_path, minlength=n_paths)
+    normals = np.concatenate(
+        [g.standard_normal((n_assets, c)) for g, c in zip(generators, counts, strict=True)],
+        axis=1,
+    )
+    free = np.cumsum((step_factor @ normals) * np.sqrt(np.clip(elapsed, 0.0, None)), axis=1)
+
+    index = np.arange(n_points, dtype=np.int64)
+    left = np.maximum.accumulate(np.where(is_knot, index, 0))
+    right = np.minimum.accumulate(np.where(is_knot, index, n_points)[::-1])[::-1]
+    span = time[right] - time[left]
+    weight = np.where(span > 0, (time - time[left]) / np.where(span > 0, span, 1.0), 0.0)
+    start = value_right[:, left]
+    values = (
+        start
+        + weight * (value_left[:, right] - start)
+        + (free - free[:, left])
+        - weight * (free[:, right] - free[:, left])
+    )
+    values[:, grid_rows] = grid_flat
+    fine_rows = np.flatnonzero(~is_event)
+    return values[:, fine_rows].reshape(n_assets, n_paths, n_fine)

@@ -40,14 +40,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from margin_sim._market_bridge import (
     correlation_factor,
+    fill_between_knots,
     group_starts,
     rank_in_group,
     sample_bridge_points,
 )
 from margin_sim._typing import FloatArray, IntArray
+from margin_sim.durations import parse_duration
 from margin_sim.errors import ScenarioError
 from margin_sim.scenario import KouJumps, MertonJumps, Scenario, WickSpec
 
@@ -59,6 +62,7 @@ __all__ = [
     "EventTable",
     "PathChunk",
     "log_drift",
+    "sample_paths",
     "simulate_paths",
 ]
 
@@ -535,3 +539,185 @@ def _chunks(
             correlation=model.correlation,
             events=_concatenate_events(tables, offsets, model.n_assets),
         )
+
+
+# ---------------------------------------------------------------------- fine bars
+
+
+def _bar_seconds(resolution: str | float, step_seconds: float) -> tuple[float, int]:
+    """Bar length in seconds and bars per grid step; the step must be a whole number of bars."""
+    try:
+        seconds = parse_duration(resolution) if isinstance(resolution, str) else float(resolution)
+    except ValueError as error:
+        raise ScenarioError("resolution", str(error)) from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ScenarioError("resolution", f"must be a positive duration, got {resolution!r}")
+    per_step = step_seconds / seconds
+    if per_step < 1 - 1e-9 or abs(per_step - round(per_step)) > 1e-9 * per_step:
+        raise ScenarioError(
+            "resolution",
+            f"the grid step ({step_seconds:g} s) must be a whole number of bars of {seconds:g} s",
+        )
+    return seconds, round(per_step)
+
+
+def _wick_overlay(
+    chunk: PathChunk, scenario: Scenario, bars_per_step: int, n_fine: int
+) -> tuple[FloatArray, FloatArray]:
+    """Transient part of the wicks at the fine points, for last and mark (log units).
+
+    From the trough at the event time the price recovers linearly, over the wick's
+    ``duration``, to the level after the permanent residual: the transient part is
+    ``(trough - jump) (1 - elapsed / duration)`` on ``[t_event, t_event + duration]``.
+    """
+    events = chunk.events
+    n_assets, n_paths = chunk.log_price.shape[:2]
+    overlay_last = np.zeros((n_assets, n_paths, n_fine))
+    overlay_mark = np.zeros((n_assets, n_paths, n_fine))
+    wick_rows = np.flatnonzero(events.kind != KIND_JUMP)
+    if wick_rows.size == 0:
+        return overlay_last, overlay_mark
+    bar = scenario.step / bars_per_step
+    market = scenario.market.market_wicks
+    asset_duration = np.array(
+        [
+            spec.duration if (spec := scenario.market.assets[name].wicks) is not None else 0.0
+            for name in chunk.assets
+        ]
+    )
+    market_duration = market.duration if market is not None else 0.0
+    kind = events.kind[wick_rows]
+    duration = np.where(kind == KIND_WICK, asset_duration[:, None], market_duration) / bar
+    position = (events.step[wick_rows] + events.frac[wick_rows]) * bars_per_step
+    first = np.ceil(position).astype(np.int64)
+    last = np.minimum(np.floor(position + duration.max(axis=0)).astype(np.int64), n_fine - 1)
+    counts = np.clip(last - first + 1, 0, None)
+    pair = np.repeat(np.arange(wick_rows.size), counts)
+    offsets = np.arange(pair.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    fine = first[pair] + offsets
+    path = events.path[wick_rows][pair]
+    for a in range(n_assets):
+        remaining = np.clip(
+            1.0 - (fine - position[pair]) / np.maximum(duration[a, pair], 1e-300), 0.0, 1.0
+        )
+        jump = events.jump[a, wick_rows][pair]
+        np.add.at(
+            overlay_last[a],
+            (path, fine),
+            (events.trough_last[a, wick_rows][pair] - jump) * remaining,
+        )
+        np.add.at(
+            overlay_mark[a],
+            (path, fine),
+            (events.trough_mark[a, wick_rows][pair] - jump) * remaining,
+        )
+    return overlay_last, overlay_mark
+
+
+def sample_paths(
+    scenario: Scenario,
+    n_paths: int = 5,
+    *,
+    seed: int | None = None,
+    resolution: str | float = "1min",
+) -> pd.DataFrame:
+    """A few paths as fine OHLC bars of last and mark price, for plots and notebooks.
+
+    Path k is path k of :func:`simulate_paths` with the same seed: the bars open exactly at
+    its grid values at grid times. Between knots (grid points and events) the path is filled
+    with Brownian bridges from a separate random stream (so the grid values do not depend on
+    ``resolution``). A wick shows its trough in the low of the bar it falls in (the mark low
+    shows the mark trough) and recovers linearly over the wick's ``duration``.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    n_paths : int
+        Number of paths (the first ``n_paths`` of the run).
+    seed : int, optional
+        Root seed; default ``scenario.seed``.
+    resolution : str or float
+        Bar length, text (``"1min"``) or seconds; the grid step must be a whole number of bars.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (path, asset, bar) with columns ``path`` (global path number), ``asset``,
+        ``hours`` (bar open time, hours since the start), and ``last_open, last_high,
+        last_low, last_close, mark_open, mark_high, mark_low, mark_close`` (quote currency).
+
+    Raises
+    ------
+    ScenarioError
+        For a bad ``n_paths``, ``seed`` or ``resolution``, or too many bars to hold at once.
+
+    Examples
+    --------
+    >>> import margin_sim as ms
+    >>> s = ms.load_scenario("params/scenarios/baseline.yaml", {"horizon": "1d"})
+    >>> bars = sample_paths(s, n_paths=2)
+    >>> bars.shape
+    (2880, 11)
+    """
+    n = _positive_int(n_paths, "n_paths")
+    root = scenario.seed if seed is None else seed
+    bar, per_step = _bar_seconds(resolution, scenario.step)
+    n_assets = len(scenario.asset_names)
+    n_bars = scenario.n_steps * per_step
+    if n * n_assets * (n_bars + 1) > _MAX_FINE_POINTS:
+        raise ScenarioError(
+            "n_paths",
+            f"{n} paths x {n_assets} assets x {n_bars} bars is too many; "
+            "use fewer paths or a coarser resolution",
+        )
+    chunk = next(iter(simulate_paths(scenario, paths=n, seed=root, chunk_paths=n)))
+    model = _model(scenario)
+    events = chunk.events
+    generators = [
+        np.random.Generator(
+            np.random.SFC64(np.random.SeedSequence(int(root), spawn_key=(_FINE_STREAM_KEY, int(k))))
+        )
+        for k in chunk.path_index
+    ]
+    base = fill_between_knots(
+        chunk.log_price,
+        per_step,
+        events.path,
+        events.step,
+        events.frac,
+        events.log_before,
+        events.log_before + events.jump,
+        model.step_factor,
+        generators,
+    )
+    overlay_last, overlay_mark = _wick_overlay(chunk, scenario, per_step, n_bars + 1)
+    columns: dict[str, object] = {}
+    bar_of_event = np.minimum(
+        np.floor((events.step + events.frac) * per_step).astype(np.int64), n_bars - 1
+    )
+    for price, overlay, trough in (
+        ("last", overlay_last, events.trough_last),
+        ("mark", overlay_mark, events.trough_mark),
+    ):
+        values = base + overlay
+        open_, close = values[:, :, :-1], values[:, :, 1:]
+        high, low = np.maximum(open_, close), np.minimum(open_, close)
+        # the instants around each event: before, trough, after its permanent jump
+        extremes = np.stack(
+            [events.log_before, events.log_before + trough, events.log_before + events.jump]
+        )
+        for a in range(n_assets):
+            np.maximum.at(high[a], (events.path, bar_of_event), extremes[:, a].max(axis=0))
+            np.minimum.at(low[a], (events.path, bar_of_event), extremes[:, a].min(axis=0))
+        for name, array in (("open", open_), ("high", high), ("low", low), ("close", close)):
+            columns[f"{price}_{name}"] = np.exp(array.transpose(1, 0, 2).ravel())
+    hours = np.arange(n_bars) * (bar / 3600.0)
+    frame = pd.DataFrame(
+        {
+            "path": np.repeat(chunk.path_index, n_assets * n_bars),
+            "asset": np.tile(np.repeat(np.array(chunk.assets, dtype=object), n_bars), n),
+            "hours": np.tile(hours, n * n_assets),
+            **columns,
+        }
+    )
+    return frame
