@@ -1,0 +1,557 @@
+"""Plotly figure builders shared by the notebooks, the explorer widgets and the reports.
+
+Every builder is a plain function from results (pandas frames, mappings) to a
+``plotly.graph_objects.Figure``; none of them runs a simulation. Each figure carries its
+name in ``layout.meta["figure"]`` (``"sample_paths"``, ``"final_equity"``, ``"survival"``,
+``"probability_vs_leverage"``, ``"summary_table"``) so a report's figures can be found again.
+
+Colours and trace order are stable for a given input shape, so the explorer can copy a new
+figure's data into a ``FigureWidget`` in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+if TYPE_CHECKING:
+    from margin_sim.scenario import Scenario
+
+__all__ = [
+    "MODE_COLORS",
+    "SUMMARY_COLUMNS",
+    "final_equity_figure",
+    "initial_liquidation_prices",
+    "probability_vs_leverage_figure",
+    "sample_paths_figure",
+    "summary_table_figure",
+    "survival_figure",
+]
+
+#: Line colour of each margin mode.
+MODE_COLORS: dict[str, str] = {"isolated": "#1f77b4", "cross": "#d62728"}
+
+#: Summary columns shown in :func:`summary_table_figure`: (column, header, d3 number format).
+SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("liquidation_probability", "P(liquidation)", ".4f"),
+    ("liquidation_probability_se", "± SE", ".4f"),
+    ("ruin_probability", "P(ruin)", ".4f"),
+    ("ruin_probability_se", "± SE", ".4f"),
+    ("expected_final_equity", "E[final equity]", ",.2f"),
+    ("expected_loss", "E[loss]", ",.2f"),
+    ("var_95", "VaR 95%", ",.2f"),
+    ("cvar_95", "CVaR 95%", ",.2f"),
+    ("median_hours_to_liquidation", "median h to liq.", ",.1f"),
+)
+
+_PATH_COLORS = ("#636efa", "#00a087", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880")
+_Z95 = 1.959963984540054  # two-sided 95% normal quantile
+_BASE_LAYOUT: dict[str, Any] = {
+    "template": "plotly_white",
+    "height": 440,
+    "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
+    "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0.0},
+}
+
+
+def _mode_color(mode: str) -> str:
+    return MODE_COLORS.get(mode, "#7f7f7f")
+
+
+def _layout(name: str, title: str, **extra: Any) -> dict[str, Any]:
+    layout = {**_BASE_LAYOUT, "meta": {"figure": name}, "title": {"text": title, "x": 0.0}}
+    layout.update(extra)
+    if "legend" in extra:
+        layout["legend"] = {**_BASE_LAYOUT["legend"], **extra["legend"]}
+    return layout
+
+
+# ------------------------------------------------------------------- liquidation lines
+
+
+def initial_liquidation_prices(scenario: Scenario, position: int = 0) -> dict[str, float]:
+    """Liquidation (mark) price of one position at the start, in each mode of the scenario.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    position : int
+        Index into ``scenario.account.positions``.
+
+    Returns
+    -------
+    dict of str to float
+        Mode -> price, quote currency; NaN where no price liquidates the position. Cross
+        uses the wallet less every opening fee, with the other positions at their entry
+        prices; funding paid later moves these prices, so they are the lines at entry.
+    """
+    from margin_sim.exchange import liquidation_price, resolve_exchange
+
+    rules = resolve_exchange(scenario.exchange)
+    target = scenario.account.positions[position]
+    prices = {name: asset.price for name, asset in scenario.market.assets.items()}
+    entry = prices[target.asset]
+    quantity = target.notional / entry
+    fees = sum(p.notional * rules.taker_fee for p in scenario.account.positions)
+    others = [
+        {
+            "side": p.side,
+            "quantity": p.notional / prices[p.asset],
+            "entry_price": prices[p.asset],
+            "mark_price": prices[p.asset],
+            "asset": p.asset,
+        }
+        for k, p in enumerate(scenario.account.positions)
+        if k != position
+    ]
+    out: dict[str, float] = {}
+    for mode in scenario.modes:
+        if mode == "isolated":
+            out[mode] = liquidation_price(
+                target.side, entry, quantity, target.margin,
+                exchange=rules, mode="isolated", asset=target.asset,
+            )  # fmt: skip
+        else:
+            out[mode] = liquidation_price(
+                target.side, entry, quantity, max(scenario.account.balance - fees, 0.0),
+                exchange=rules, mode="cross", others=others, asset=target.asset,
+            )  # fmt: skip
+    return out
+
+
+# ------------------------------------------------------------------------ sample paths
+
+
+def _coarsen(bars: pd.DataFrame, factor: int) -> pd.DataFrame:
+    """Merge ``factor`` consecutive minute bars of each path into one (keeps the extremes)."""
+    if factor <= 1:
+        return bars
+    block = bars.groupby("path").cumcount().to_numpy() // factor
+    grouped = bars.groupby([bars["path"].to_numpy(), block], sort=True)
+    merged = grouped.agg(
+        hours=("hours", "last"),
+        last_close=("last_close", "last"),
+        last_low=("last_low", "min"),
+        last_high=("last_high", "max"),
+        mark_close=("mark_close", "last"),
+        mark_low=("mark_low", "min"),
+        mark_high=("mark_high", "max"),
+    )
+    merged.index = merged.index.set_names(["path", "block"])
+    return merged.reset_index().drop(columns="block")
+
+
+def _first_crossing(
+    hours: np.ndarray,
+    mark_low: np.ndarray,
+    mark_high: np.ndarray,
+    mark_close: np.ndarray,
+    level: float,
+    lower: bool,
+    recovery_hours: float,
+) -> tuple[float, bool] | None:
+    """Time of the first bar whose mark range reaches ``level``, and whether it was a wick.
+
+    A wick liquidation is one where the mark price is back on the safe side of the level
+    ``recovery_hours`` after the crossing (a flash crash that recovered); otherwise the
+    price broke down through the level.
+    """
+    hit = mark_low <= level if lower else mark_high >= level
+    if not hit.any():
+        return None
+    first = int(np.argmax(hit))
+    later = int(np.searchsorted(hours, hours[first] + recovery_hours, side="right")) - 1
+    close = mark_close[max(later, first)]
+    return float(hours[first]), bool(close > level if lower else close < level)
+
+
+def sample_paths_figure(
+    bars: pd.DataFrame,
+    liquidation_prices: Mapping[str, float] | None = None,
+    *,
+    asset: str | None = None,
+    max_points: int | None = 20_000,
+    recovery_hours: float = 1.0,
+    title: str | None = None,
+) -> go.Figure:
+    """Sample price paths with the liquidation price of each mode and the liquidations marked.
+
+    Parameters
+    ----------
+    bars : DataFrame
+        Minute bars from :func:`margin_sim.market.sample_paths`: columns ``path, asset,
+        hours, last_open/high/low/close, mark_open/high/low/close`` (prices in quote currency,
+        ``hours`` since the start).
+    liquidation_prices : mapping of str to float, optional
+        Mode -> liquidation mark price of the position in ``asset`` (see
+        :func:`initial_liquidation_prices`); NaN or missing draws no line.
+    asset : str, optional
+        The asset to draw; the first one in ``bars`` by default.
+    max_points : int, optional
+        Longest trace; longer paths are merged into bars of several minutes that keep each
+        minute's low and high, so wick troughs stay exact. None keeps every minute.
+    recovery_hours : float
+        A liquidation is marked as a wick (✕) when the mark price is back on the safe side
+        of the line this many hours after crossing it, otherwise as a breakdown (●).
+    title : str, optional
+
+    Returns
+    -------
+    go.Figure
+        One solid line per path (last price, bar close) and one dotted line (mark price, bar
+        low: what long liquidations are checked against), the liquidation line per mode and
+        a marker at each path's first crossing per mode.
+    """
+    if asset is None:
+        asset = str(bars["asset"].iloc[0])
+    data = bars.loc[bars["asset"] == asset].sort_values(["path", "hours"], kind="stable")
+    longest = int(data.groupby("path").size().max()) if len(data) else 0
+    factor = 1 if not max_points or longest <= max_points else -(-longest // max_points)
+    data = _coarsen(data, factor)
+    start = float(data["last_close"].iloc[0]) if len(data) else np.nan
+    levels = {mode: float(p) for mode, p in (liquidation_prices or {}).items() if np.isfinite(p)}
+    figure = go.Figure()
+    crossings: dict[str, list[tuple[float, bool]]] = {mode: [] for mode in levels}
+    # the dotted line is the side of the mark range liquidations are checked against
+    low_or_high = "mark_high" if levels and min(levels.values()) > start else "mark_low"
+    for k, (path, one) in enumerate(data.groupby("path", sort=True)):
+        color = _PATH_COLORS[k % len(_PATH_COLORS)]
+        hours = one["hours"].to_numpy(dtype=float)
+        figure.add_trace(
+            go.Scatter(
+                x=hours.astype(np.float32),
+                y=one["last_close"].to_numpy(dtype=np.float32),
+                mode="lines",
+                line={"color": color, "width": 1.2},
+                name=f"path {path}: last",
+                legendgroup=f"path{path}",
+            )
+        )
+        for mode, level in levels.items():
+            hit = _first_crossing(
+                hours,
+                one["mark_low"].to_numpy(dtype=float),
+                one["mark_high"].to_numpy(dtype=float),
+                one["mark_close"].to_numpy(dtype=float),
+                level,
+                level < start,
+                recovery_hours,
+            )
+            if hit is not None:
+                crossings[mode].append(hit)
+        figure.add_trace(
+            go.Scatter(
+                x=hours.astype(np.float32),
+                y=one[low_or_high].to_numpy(dtype=np.float32),
+                mode="lines",
+                line={"color": color, "width": 0.8, "dash": "dot"},
+                name=f"path {path}: mark {low_or_high.removeprefix('mark_')}",
+                legendgroup=f"path{path}",
+                showlegend=False,
+            )
+        )
+    end = float(data["hours"].max()) if len(data) else 1.0
+    for mode, level in levels.items():
+        color = _mode_color(mode)
+        figure.add_trace(
+            go.Scatter(
+                x=[0.0, end],
+                y=[level, level],
+                mode="lines",
+                line={"color": color, "width": 2, "dash": "dash"},
+                name=f"{mode} liquidation {level:,.0f}",
+            )
+        )
+        hits = crossings[mode]
+        for wick, symbol, label in ((True, "x", "wick"), (False, "circle", "breakdown")):
+            times = [t for t, w in hits if w == wick]
+            figure.add_trace(
+                go.Scatter(
+                    x=times,
+                    y=[level] * len(times),
+                    mode="markers",
+                    marker={"color": color, "symbol": symbol, "size": 11, "line": {"width": 2}},
+                    name=f"{mode}: {label} liquidation ({len(times)})",
+                )
+            )
+    minutes = factor if factor > 1 else 1
+    resolution = "1-minute bars" if minutes == 1 else f"{minutes}-minute bars (lows kept)"
+    figure.update_layout(
+        _layout(
+            "sample_paths",
+            title or f"Sample {asset} paths, {resolution}",
+            xaxis={"title": {"text": "hours"}},
+            yaxis={"title": {"text": f"{asset} price"}, "tickformat": ",.0f"},
+            height=480,
+        )
+    )
+    return figure
+
+
+# ------------------------------------------------------------------------ distributions
+
+
+def final_equity_figure(
+    per_path: pd.DataFrame,
+    *,
+    balance: float | None = None,
+    ruin_equity: float | None = None,
+    bins: int = 60,
+    title: str | None = None,
+) -> go.Figure:
+    """Distribution of the account's final equity in each mode, on shared bins.
+
+    Parameters
+    ----------
+    per_path : DataFrame
+        One row per (path, mode) with columns ``mode`` and ``final_equity`` (quote currency).
+    balance : float, optional
+        Starting wallet balance; drawn as a vertical line.
+    ruin_equity : float, optional
+        Ruin threshold (equity); drawn as a vertical line.
+    bins : int
+        Number of bins over the common range.
+    title : str, optional
+
+    Returns
+    -------
+    go.Figure
+        One bar trace per mode, probability per bin.
+    """
+    modes = list(dict.fromkeys(per_path["mode"]))
+    values = per_path["final_equity"].to_numpy(dtype=float)
+    finite = values[np.isfinite(values)]
+    low = float(finite.min()) if finite.size else 0.0
+    high = float(finite.max()) if finite.size else 1.0
+    if high <= low:
+        high = low + max(abs(low) * 1e-3, 1.0)
+    edges = np.linspace(low, high, bins + 1)
+    centers = 0.5 * (edges[1:] + edges[:-1])
+    figure = go.Figure()
+    for mode in modes:
+        x = per_path.loc[per_path["mode"] == mode, "final_equity"].to_numpy(dtype=float)
+        x = x[np.isfinite(x)]
+        counts, _ = np.histogram(x, bins=edges)
+        share = counts / max(x.size, 1)
+        figure.add_trace(
+            go.Bar(
+                x=centers,
+                y=share,
+                width=float(edges[1] - edges[0]),
+                name=f"{mode} (mean {x.mean():,.0f})" if x.size else mode,
+                marker={"color": _mode_color(mode)},
+                opacity=0.6,
+            )
+        )
+    for value, label, dash in ((balance, "start", "solid"), (ruin_equity, "ruin", "dot")):
+        if value is not None and np.isfinite(value):
+            figure.add_vline(
+                x=float(value),
+                line={"color": "#444", "dash": dash, "width": 1},
+                annotation_text=f"{label} {value:,.0f}",
+                annotation_position="top",
+            )
+    figure.update_layout(
+        _layout(
+            "final_equity",
+            title or "Final account equity",
+            barmode="overlay",
+            bargap=0.0,
+            xaxis={"title": {"text": "final equity (quote currency)"}, "tickformat": ",.0f"},
+            yaxis={"title": {"text": "share of paths"}, "tickformat": ".0%"},
+        )
+    )
+    return figure
+
+
+def survival_figure(
+    curves: Mapping[str, pd.DataFrame], *, title: str | None = None, z: float = _Z95
+) -> go.Figure:
+    """Probability of not yet being liquidated against time, per mode, with confidence bands.
+
+    Parameters
+    ----------
+    curves : mapping of str to DataFrame
+        Mode -> frame with columns ``hours, survival, survival_se`` (``SimulationResult
+        .survival(mode)``).
+    z : float
+        Band half-width in standard errors (1.96: pointwise 95%).
+    title : str, optional
+
+    Returns
+    -------
+    go.Figure
+        Per mode a band trace (``fill="toself"``) and then the curve.
+    """
+    figure = go.Figure()
+    for mode, curve in curves.items():
+        hours = curve["hours"].to_numpy(dtype=float)
+        survival = curve["survival"].to_numpy(dtype=float)
+        se = curve["survival_se"].to_numpy(dtype=float)
+        upper = np.clip(survival + z * se, 0.0, 1.0)
+        lower = np.clip(survival - z * se, 0.0, 1.0)
+        color = _mode_color(mode)
+        figure.add_trace(
+            go.Scatter(
+                x=np.concatenate([hours, hours[::-1]]),
+                y=np.concatenate([upper, lower[::-1]]),
+                fill="toself",
+                fillcolor=color,
+                opacity=0.2,
+                line={"width": 0},
+                hoverinfo="skip",
+                name=f"{mode} 95% band",
+                showlegend=False,
+            )
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=hours,
+                y=survival,
+                mode="lines",
+                line={"color": color, "width": 2, "shape": "hv"},
+                name=mode,
+            )
+        )
+    figure.update_layout(
+        _layout(
+            "survival",
+            title or "Probability of not yet being liquidated",
+            xaxis={"title": {"text": "hours"}},
+            yaxis={"title": {"text": "survival probability"}, "tickformat": ".0%"},
+        )
+    )
+    return figure
+
+
+def probability_vs_leverage_figure(
+    table: pd.DataFrame,
+    *,
+    leverage: float | None = None,
+    metrics: Sequence[str] = ("liquidation_probability", "ruin_probability"),
+    title: str | None = None,
+    z: float = _Z95,
+) -> go.Figure:
+    """Liquidation and ruin probability against leverage for each margin mode.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Columns ``leverage, mode`` and, for each metric, ``<metric>`` and ``<metric>_se``.
+    leverage : float, optional
+        Current leverage, marked with a vertical line.
+    metrics : sequence of str
+        Probabilities to draw; the first solid, the second dashed.
+    z : float
+        Error bars of ``z`` standard errors.
+    title : str, optional
+
+    Returns
+    -------
+    go.Figure
+        One trace per (metric, mode), in that order, x = leverage on a log axis.
+    """
+    dashes = ("solid", "dash", "dot")
+    figure = go.Figure()
+    modes = list(dict.fromkeys(table["mode"]))
+    for k, metric in enumerate(metrics):
+        for mode in modes:
+            rows = table.loc[table["mode"] == mode].sort_values("leverage")
+            se_column = f"{metric}_se"
+            error = (
+                {"type": "data", "array": z * rows[se_column].to_numpy(dtype=float)}
+                if se_column in rows
+                else None
+            )
+            figure.add_trace(
+                go.Scatter(
+                    x=rows["leverage"].to_numpy(dtype=float),
+                    y=rows[metric].to_numpy(dtype=float),
+                    error_y=error,
+                    mode="lines+markers",
+                    line={"color": _mode_color(mode), "dash": dashes[k % len(dashes)]},
+                    name=f"{mode}: {metric.replace('_', ' ')}",
+                )
+            )
+    if leverage is not None:
+        figure.add_vline(
+            x=float(leverage),
+            line={"color": "#444", "width": 1, "dash": "dot"},
+            annotation_text=f"{leverage:g}x",
+            annotation_position="top",
+        )
+    figure.update_layout(
+        _layout(
+            "probability_vs_leverage",
+            title or "Probability against leverage",
+            xaxis={"title": {"text": "leverage"}, "type": "log"},
+            yaxis={"title": {"text": "probability"}, "range": [0, 1.02], "tickformat": ".0%"},
+        )
+    )
+    return figure
+
+
+def summary_table_figure(
+    summary: pd.DataFrame,
+    *,
+    difference: pd.Series | Mapping[str, float] | None = None,
+    title: str | None = None,
+) -> go.Figure:
+    """Isolated-versus-cross summary as a table with standard errors.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        ``SimulationResult.summary()``: indexed by mode, the columns of DESIGN.md section 6
+        (probabilities as fractions, money in quote currency, times in hours).
+    difference : Series or mapping, optional
+        Isolated minus cross for the same columns (paired standard errors), added as a row.
+    title : str, optional
+
+    Returns
+    -------
+    go.Figure
+        A ``go.Table`` whose cells hold the unrounded numbers (the display format rounds).
+    """
+    columns = [c for c in SUMMARY_COLUMNS if c[0] in summary.columns]
+    labels = [str(mode) for mode in summary.index]
+    values: list[list[float | None]] = [
+        [_finite_or_none(summary.loc[mode, name]) for mode in summary.index]
+        for name, _, _ in columns
+    ]
+    if difference is not None:
+        labels.append("isolated − cross")
+        for k, (name, _, _) in enumerate(columns):
+            values[k].append(_finite_or_none(difference.get(name, np.nan)))
+    figure = go.Figure(
+        go.Table(
+            header={
+                "values": ["mode", *(header for _, header, _ in columns)],
+                "fill": {"color": "#eef1f6"},
+                "align": "center",
+            },
+            cells={
+                "values": [labels, *values],
+                "format": [None, *(fmt for _, _, fmt in columns)],
+                "align": ["left", *(["right"] * len(columns))],
+                "height": 28,
+            },
+        )
+    )
+    figure.update_layout(
+        _layout(
+            "summary_table",
+            title or "Isolated versus cross",
+            height=140 + 30 * len(labels),
+        )
+    )
+    return figure
+
+
+def _finite_or_none(value: Any) -> float | None:
+    number = float(value)
+    return number if np.isfinite(number) else None
