@@ -360,9 +360,12 @@ class ExchangeRules:
         Returns
         -------
         FloatArray
-            Liquidation mark price, quote currency, broadcast shape; NaN where no positive price
-            liquidates (a long whose margin covers the whole entry value less its maintenance,
-            or ``quantity <= 0``). The tier is the one holding the notional at that price.
+            Liquidation mark price, quote currency, broadcast shape: a long is liquidated at
+            or below it, a short at or above it. NaN where no positive price liquidates (a
+            long whose margin covers the whole entry value less its maintenance, or
+            ``quantity <= 0``); 0 for a short that every positive price liquidates (its
+            margin, in cross after the others' losses, below ``-Q EP``). The tier is the one
+            holding the notional at that price.
         """
         sign_, quantity_, entry, margin_ = np.broadcast_arrays(
             np.asarray(sign, dtype=float),
@@ -389,8 +392,12 @@ class ExchangeRules:
                 k = np.maximum(count - 1, 0)
                 rate, cum = table.rates[k], table.cums[k]
                 price = (margin_ + cum - sign_ * quantity_ * entry) / (quantity_ * (rate - sign_))
-                price = np.where(count > 0, price, np.nan)
-            valid = (quantity_ > 0) & (price > 0)
+                # no tier floor on the safe side: a long is safe at every positive price, a
+                # short (margin below -Q EP) liquidated at every one
+                price = np.where(count > 0, price, -1.0)
+            # a short liquidated at every positive price has liquidation price 0
+            price = np.where((sign_ < 0) & (price <= 0), 0.0, price)
+            valid = (quantity_ > 0) & ((price > 0) | (sign_ < 0))
         return np.where(valid, price, np.nan)
 
     def bankruptcy_price(
@@ -404,8 +411,8 @@ class ExchangeRules:
         """Mark price at which the margin balance is zero: ``EP - s M / Q``.
 
         Parameters are those of :meth:`isolated_liquidation_price` (``asset`` is accepted for
-        symmetry; the bankruptcy price does not depend on the tiers). NaN where it is not a
-        positive price.
+        symmetry; the bankruptcy price does not depend on the tiers). NaN for a long that no
+        positive price bankrupts; 0 for a short bankrupt at every price.
         """
         sign_, quantity_, entry, margin_ = np.broadcast_arrays(
             np.asarray(sign, dtype=float),
@@ -415,7 +422,8 @@ class ExchangeRules:
         )
         with np.errstate(divide="ignore", invalid="ignore"):
             price = entry - sign_ * margin_ / quantity_
-            valid = (quantity_ > 0) & (price > 0)
+            price = np.where((sign_ < 0) & (price <= 0), 0.0, price)
+            valid = (quantity_ > 0) & ((price > 0) | (sign_ < 0))
         return np.where(valid, price, np.nan)
 
     # -- fees ---------------------------------------------------------------------------
@@ -666,7 +674,8 @@ def liquidation_price(
     Returns
     -------
     float
-        Quote currency; NaN where no price liquidates the position (e.g. a long at <= 1x).
+        Quote currency; NaN where no price liquidates the position (e.g. a long at <= 1x);
+        0 for a short that every price liquidates (cross, the others' losses exceed the wallet).
 
     Raises
     ------
@@ -710,7 +719,7 @@ def bankruptcy_price(
     Returns
     -------
     float
-        Quote currency; NaN where no positive price exhausts the margin.
+        Quote currency; NaN where no positive price exhausts the margin (a long at <= 1x).
 
     Examples
     --------

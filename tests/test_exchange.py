@@ -375,3 +375,12 @@ def test_installed_script_runs() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["liquidation_price"] == pytest.approx(61_500 / 2.009)
+
+
+def test_a_short_that_every_price_liquidates_has_price_zero() -> None:
+    # cross: the other long has lost 1,000 of a 100 wallet, more than the short's entry value
+    other = {"side": "long", "quantity": 10.0, "entry_price": 200.0, "mark_price": 100.0,
+             "mmr": 0.01}  # fmt: skip
+    price = ms.liquidation_price("short", 50, 1, 100, mode="cross", others=[other])
+    assert price == 0.0
+    assert ms.bankruptcy_price("short", 50, 1, 100, mode="cross", others=[other]) == 0.0
