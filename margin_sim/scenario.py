@@ -14,7 +14,9 @@ maintenance rates as fractions of notional; durations as text (``"1h"``) stored 
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
+import functools
 import hashlib
 import json
 import math
@@ -712,6 +714,12 @@ def exchange_dirs(base_dir: str | Path | None = None) -> list[Path]:
     return dirs
 
 
+@functools.lru_cache(maxsize=64)
+def _read_exchange_file(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    """Parsed exchange file, cached while the file is unchanged (a grid loads it per point)."""
+    return read_yaml_mapping(path, what="exchange")
+
+
 def load_exchange(name: str, *, base_dir: str | Path | None = None) -> dict[str, Any]:
     """Read an exchange file by name; the mapping is validated with the scenario.
 
@@ -726,7 +734,8 @@ def load_exchange(name: str, *, base_dir: str | Path | None = None) -> dict[str,
     for folder in dirs:
         path = folder / f"{name}.yaml"
         if path.is_file():
-            data = read_yaml_mapping(path, what="exchange")
+            stat = path.stat()
+            data = copy.deepcopy(_read_exchange_file(str(path), stat.st_mtime_ns, stat.st_size))
             data.setdefault("name", name)
             return data
     known = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")})
@@ -737,6 +746,8 @@ def _parse_override(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ScenarioError(item, "an override is written key.path=value")
     key, text = item.split("=", 1)
+    if not key.strip():
+        raise ScenarioError(item, "an override is written key.path=value; the key is empty")
     try:
         value = yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:
@@ -768,7 +779,7 @@ def apply_overrides(
     for key, value in items:
         parts = key.split(".")
         if not key or any(not part for part in parts):
-            raise ScenarioError(key, "empty part in the key path")
+            raise ScenarioError(key or repr(key), "empty part in the key path")
         node: Any = result
         for depth, part in enumerate(parts):
             last = depth == len(parts) - 1
