@@ -428,12 +428,81 @@ class ExchangeRules:
 
     # -- fees ---------------------------------------------------------------------------
 
+    def initial_margin(
+        self, quantity: ArrayLike, entry_price: ArrayLike, leverage: ArrayLike
+    ) -> FloatArray:
+        """Initial margin, quote currency: ``Q EP / leverage``."""
+        return (
+            np.asarray(quantity, dtype=float)
+            * np.asarray(entry_price, dtype=float)
+            / np.asarray(leverage, dtype=float)
+        )
+
     def opening_fee(self, quantity: ArrayLike, entry_price: ArrayLike) -> FloatArray:
-        """Taker fee on opening, quote currency: ``Q EP taker_fee``."""
+        """Taker fee on opening, quote currency: ``Q EP taker_fee``.
+
+        Taken from the isolated margin where :attr:`opening_fee_from_isolated_margin`, else
+        from the free wallet.
+        """
         return (
             np.asarray(quantity, dtype=float)
             * np.asarray(entry_price, dtype=float)
             * (self.taker_fee)
+        )
+
+    def closing_fee(self, quantity: ArrayLike, price: ArrayLike) -> FloatArray:
+        """Taker fee on closing at ``price``, quote currency: ``Q P taker_fee``."""
+        return np.asarray(quantity, dtype=float) * np.asarray(price, dtype=float) * self.taker_fee
+
+    def liquidation_fee_amount(self, quantity: ArrayLike, price: ArrayLike) -> FloatArray:
+        """Clearance fee of a liquidation at ``price``, quote currency: ``Q P liquidation_fee``.
+
+        It is taken from what is left of the position's margin (isolated) or of the account
+        (cross), never more than that (DESIGN.md section 4).
+        """
+        return (
+            np.asarray(quantity, dtype=float)
+            * np.asarray(price, dtype=float)
+            * self.liquidation_fee
+        )
+
+    # -- funding ------------------------------------------------------------------------
+
+    def funding_times(self, horizon: float) -> FloatArray:
+        """Times of the funding payments within ``(0, horizon]``, seconds from the start."""
+        count = int(np.floor(horizon / self.funding.interval * (1 + 1e-12)))
+        return self.funding.interval * np.arange(1, count + 1, dtype=float)
+
+    def funding_rates(
+        self, n_paths: int, n_payments: int, rng: np.random.Generator | None = None
+    ) -> FloatArray:
+        """Funding rate of every payment on every path, shape ``(n_paths, n_payments)``.
+
+        ``constant``: the file's rate everywhere. ``random``: independent draws from
+        Normal(rate, std) per path and payment (``rng`` required), clipped to +-5% per
+        interval (the range a file may give).
+        """
+        shape = (n_paths, n_payments)
+        if self.funding.model == "constant" or self.funding.std == 0.0:
+            return np.full(shape, self.funding.rate)
+        if rng is None:
+            raise ExchangeError("funding: the random funding model needs a random generator")
+        draws = rng.normal(self.funding.rate, self.funding.std, size=shape)
+        return np.clip(draws, -0.05, 0.05)
+
+    def funding_payment(
+        self, sign: ArrayLike, quantity: ArrayLike, mark_price: ArrayLike, rate: ArrayLike
+    ) -> FloatArray:
+        """Funding PAID by a position, quote currency: ``s Q P rate`` (negative = received).
+
+        Positive rates make longs pay shorts. Paid from the isolated margin (so it moves the
+        isolated liquidation price), or from the wallet in cross.
+        """
+        return (
+            np.asarray(sign, dtype=float)
+            * np.asarray(quantity, dtype=float)
+            * np.asarray(mark_price, dtype=float)
+            * np.asarray(rate, dtype=float)
         )
 
     def with_overrides(

@@ -384,3 +384,46 @@ def test_a_short_that_every_price_liquidates_has_price_zero() -> None:
     price = ms.liquidation_price("short", 50, 1, 100, mode="cross", others=[other])
     assert price == 0.0
     assert ms.bankruptcy_price("short", 50, 1, 100, mode="cross", others=[other]) == 0.0
+
+
+# ----------------------------------------------------------------------- fees and funding
+
+
+def test_fees_by_hand() -> None:
+    rules = ExchangeRules.from_name("binance-usdm")
+    assert float(rules.initial_margin(2, 30_000, 10)) == pytest.approx(6_000.0)
+    assert float(rules.opening_fee(2, 30_000)) == pytest.approx(60_000 * 0.0005)
+    assert float(rules.closing_fee(2, 25_000)) == pytest.approx(50_000 * 0.0005)
+    assert float(rules.liquidation_fee_amount(2, 25_000)) == pytest.approx(50_000 * 0.005)
+
+
+def test_funding_times_follow_the_interval() -> None:
+    np.testing.assert_allclose(
+        ExchangeRules.from_name("bybit").funding_times(86_400.0), [28_800, 57_600, 86_400]
+    )
+    assert len(ExchangeRules.from_name("hyperliquid").funding_times(86_400.0)) == 24
+
+
+def test_funding_paid_from_isolated_margin_moves_the_liquidation_price() -> None:
+    rules = ExchangeRules.from_name("binance-usdm")
+    rates = rules.funding_rates(1, 3)
+    np.testing.assert_array_equal(rates, np.full((1, 3), 0.0001))
+    paid = rules.funding_payment(1, 1.0, 20_000.0, rates).sum()
+    assert paid == pytest.approx(3 * 2.0)  # a long pays 20,000 * 0.01% per interval
+    assert float(rules.funding_payment(-1, 1.0, 20_000.0, 0.0001)) == pytest.approx(-2.0)
+    before = float(rules.isolated_liquidation_price("BTC", 1, 1.0, 20_000, 2_000))
+    after = float(rules.isolated_liquidation_price("BTC", 1, 1.0, 20_000, 2_000 - paid))
+    # same 0.4% tier: the price moves by the payment / (Q (1 - mmr))
+    assert after - before == pytest.approx(paid / (1 - 0.004), rel=1e-9)
+
+
+def test_random_funding_model_mean_and_spread() -> None:
+    data = load_exchange("binance-usdm")
+    data["funding"] = {"interval": "8h", "rate": 0.0001, "model": "random", "std": 0.0003}
+    rules = ExchangeRules.from_mapping(data)
+    rates = rules.funding_rates(2_000, 30, np.random.default_rng(5))
+    standard_error = 0.0003 / math.sqrt(rates.size)
+    assert abs(rates.mean() - 0.0001) < 4 * standard_error
+    assert rates.std() == pytest.approx(0.0003, rel=0.05)
+    with pytest.raises(ExchangeError, match="random"):
+        rules.funding_rates(2, 2)
