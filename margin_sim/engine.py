@@ -1,0 +1,801 @@
+"""The engine: isolated and cross portfolios evaluated on the same paths.
+
+For every path the engine computes the *conditional* probabilities of liquidation and of ruin
+given the path's grid values and events (DESIGN.md section 5): between knots the diffusion is a
+Brownian bridge, so each step contributes a closed-form crossing probability
+(:mod:`margin_sim.bridge`). Liquidation and stop-loss events themselves are then sampled from
+the same per-step probabilities (inverse transform on the cumulative survival, one
+counter-based uniform per path, :mod:`margin_sim.counter_rng`) so that later cash flows, the
+other isolated positions, the final equity and the ruin check follow a consistent trajectory.
+
+Buffers and barriers
+--------------------
+* One position (isolated, or cross with a single position): the liquidation condition is a
+  barrier on the position's own log mark price, ``ln LP``, where ``LP`` comes from
+  :meth:`ExchangeRules.isolated_liquidation_price` with the position's margin (isolated margin
+  after fees and funding) or the whole wallet (cross). The bridge formula is then exact.
+* Several positions in cross: the buffer is the account's margin balance minus its maintenance
+  requirement, in money, linearised in the log prices over each step (its variance is
+  ``g' C g`` with ``g_a = sum_i (s_i - r_i) Q_i P_a`` and ``C`` the step covariance).
+* Ruin: account equity minus ``equity_fraction * balance``, a barrier on the price for a single
+  position (exact) and linearised otherwise. Where a liquidation implies ruin (the equity left
+  after it is below the threshold) the ruin step probability is taken conditional on the
+  sampled "not liquidated in this step": ``1 - r' = (1 - r) / (1 - q)``, which keeps the
+  estimator of P(ruin) unbiased because the liquidation event is nested in the ruin event.
+
+Cash flows
+----------
+Opening taker fee from the wallet (from the isolated margin on hyperliquid); funding at its
+interval on the grid point at or after each funding time, on the mark notional, paid from the
+isolated margin (isolated) or the wallet (cross); on liquidation an isolated position loses its
+whole margin, a cross account keeps ``max(0, MM - liquidation_fee * notional)``; a stop-loss
+closes at the stop price with the taker fee; open positions are valued at the horizon net of
+the closing taker fee.
+
+Approximations (stated, and tested where they matter)
+-----------------------------------------------------
+Different isolated positions are treated as crossing independently within a step given the
+grid values; the cross buffer of several assets is linear in the log prices within a step; a
+stop-loss fills at the stop price even where a wick gapped through it, and where a stop is
+nearer than the liquidation price only a jump or trough can liquidate the position; the time of
+a sampled liquidation is uniform within its step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from margin_sim._typing import FloatArray, IntArray
+from margin_sim.bridge import EventKnots, step_log_survival
+from margin_sim.counter_rng import counter_normal, counter_uniform
+from margin_sim.exchange import ExchangeRules
+from margin_sim.market import PathChunk, simulate_paths
+from margin_sim.metrics import ChunkOutcome, SimulationResult
+from margin_sim.scenario import Scenario
+
+__all__ = ["SimulationResult", "evaluate_chunk", "simulate"]
+
+# counter_rng slots: one independent stream per use
+_SLOT_FUNDING = 1
+_SLOT_CLOSE = 10  # + 3 * position: close step, kind, time in step
+_SLOT_CROSS = 5
+
+
+@dataclass(frozen=True)
+class _Book:
+    """The scenario's positions as arrays (K positions)."""
+
+    asset: IntArray
+    sign: FloatArray
+    quantity: FloatArray
+    entry: FloatArray
+    notional: FloatArray
+    margin: FloatArray
+    stop: FloatArray  # stop price, NaN if none
+    auto_add: np.ndarray
+    names: tuple[str, ...]
+
+    @classmethod
+    def from_scenario(cls, scenario: Scenario) -> _Book:
+        assets = scenario.asset_names
+        positions = scenario.account.positions
+        entry = np.array([scenario.market.assets[p.asset].price for p in positions])
+        sign = np.array([float(p.sign) for p in positions])
+        notional = np.array([p.notional for p in positions])
+        stop = np.array(
+            [np.nan if p.stop_loss is None else 1.0 - p.sign * p.stop_loss for p in positions]
+        )
+        return cls(
+            asset=np.array([assets.index(p.asset) for p in positions], dtype=np.int64),
+            sign=sign,
+            quantity=notional / entry,
+            entry=entry,
+            notional=notional,
+            margin=np.array([p.margin for p in positions]),
+            stop=stop * entry,
+            auto_add=np.array([p.auto_add_margin for p in positions]),
+            names=tuple(p.asset for p in positions),
+        )
+
+    def __len__(self) -> int:
+        return int(self.sign.size)
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def _funding_counts(scenario: Scenario) -> IntArray:
+    """Number of funding payments falling in (t_{k-1}, t_k], for every grid point k."""
+    interval = scenario.exchange.funding.interval
+    times = np.arange(scenario.n_steps + 1) * scenario.step
+    paid_by = np.floor(times / interval + 1e-9).astype(np.int64)
+    counts = np.zeros_like(paid_by)
+    counts[1:] = np.diff(paid_by)
+    return counts
+
+
+def _liquidation_log_barrier(
+    rules: ExchangeRules,
+    book: _Book,
+    k: int,
+    margin: FloatArray,
+    counts: IntArray,
+    piecewise_constant: bool,
+) -> FloatArray:
+    """ln of position k's liquidation price for every step, (n, S), from its margin per step.
+
+    The margin moves only when funding is paid (``piecewise_constant``), so the tiered solve
+    runs once per funding epoch and is expanded to the steps.
+    """
+    if piecewise_constant:
+        steps = margin.shape[1]
+        changes = counts[1:steps] > 0
+        starts = np.concatenate([[0], np.flatnonzero(changes) + 1])
+        epoch = np.cumsum(np.concatenate([[False], changes]))
+        margin = margin[:, starts]
+    price = rules.isolated_liquidation_price(
+        book.names[k], book.sign[k], book.quantity[k], book.entry[k], margin
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_price = np.log(price)
+    return log_price[:, epoch] if piecewise_constant else log_price
+
+
+def _funding_paid(
+    scenario: Scenario,
+    rules: ExchangeRules,
+    book: _Book,
+    chunk: PathChunk,
+    counts: IntArray,
+) -> FloatArray:
+    """Cumulative funding paid by each position up to each grid point, (K, n, S+1), quote."""
+    funding = rules.funding
+    n = chunk.path_index.size
+    paid = np.zeros((len(book), n, counts.size))
+    if not counts.any() or (funding.rate == 0 and funding.std == 0):
+        return paid
+    rate = np.broadcast_to(counts * funding.rate, (n, counts.size)).astype(float)
+    if funding.model == "random" and funding.std > 0:
+        interval_index = np.cumsum(counts)
+        noise = counter_normal(
+            chunk.seed, chunk.path_index[:, None], _SLOT_FUNDING, interval_index[None, :]
+        )
+        rate = rate + np.sqrt(counts) * funding.std * noise
+    for k in range(len(book)):
+        price = np.exp(chunk.log_price[book.asset[k]])
+        payment = book.sign[k] * book.quantity[k] * price * rate
+        paid[k] = np.cumsum(payment, axis=1)
+    return paid
+
+
+def _log_barrier_survival(
+    chunk: PathChunk,
+    asset: int,
+    log_barrier: FloatArray,
+    direction: float,
+    price: str,
+) -> tuple[FloatArray, FloatArray]:
+    """Step log-survivals for a barrier on one asset's log price.
+
+    ``direction`` +1: crossing means falling to the barrier (a long's liquidation); -1: rising.
+    ``log_barrier`` has shape (n, S); NaN means no barrier. ``price`` is "mark" or "last" (which
+    trough the events show).
+    """
+    log_barrier = np.where(np.isnan(log_barrier), -direction * np.inf, log_barrier)
+    x = chunk.log_price[asset]
+    start = direction * (x[:, :-1] - log_barrier)
+    end = direction * (x[:, 1:] - log_barrier)
+    events = chunk.events
+    knots = None
+    if events.path.size:
+        barrier_at = log_barrier[events.path, events.step]
+        before = events.log_before[asset]
+        drop = events.trough_mark[asset] if price == "mark" else events.trough_last[asset]
+        knots = EventKnots(
+            path=events.path,
+            step=events.step,
+            frac=events.frac,
+            before=direction * (before - barrier_at),
+            trough=direction * (before + drop - barrier_at),
+            after=direction * (before + events.jump[asset] - barrier_at),
+        )
+    variance = chunk.step_variance[asset]
+    with np.errstate(invalid="ignore"):
+        return step_log_survival(start, end, variance, knots)
+
+
+@dataclass(frozen=True)
+class _Closure:
+    """Sampled closure of something that can close once (a position, or a cross account)."""
+
+    step: IntArray  # step in which it closed; S if it stayed open
+    liquidated: np.ndarray  # closed by liquidation (else by stop, or open)
+    hours: FloatArray  # time of the closure, hours; NaN if open
+    p_liquidation: FloatArray  # conditional probability of liquidation within the horizon
+    no_liquidation_by: FloatArray  # (n, S+1) conditional P(not liquidated by grid point k)
+    log_close: FloatArray  # (n, S) per-step log survival of closing (any cause)
+    log_liquidation: FloatArray  # (n, S) per-step log P(no liquidation | open at start)
+
+
+def _sample_closure(
+    chunk: PathChunk,
+    scenario: Scenario,
+    log_close: FloatArray,
+    log_liquidation: FloatArray,
+    slot: int,
+) -> _Closure:
+    """Conditional probabilities and one sampled trajectory of a closable thing."""
+    n, steps = log_close.shape
+    cumulative = np.cumsum(log_close, axis=1)
+    open_before = np.exp(np.concatenate([np.zeros((n, 1)), cumulative[:, :-1]], axis=1))
+    q_close = -np.expm1(log_close)
+    q_liquidation = np.minimum(-np.expm1(log_liquidation), q_close)
+    liquidation_in_step = open_before * q_liquidation
+    cumulative_liquidation = np.cumsum(liquidation_in_step, axis=1)
+    no_liquidation_by = np.concatenate(
+        [np.ones((n, 1)), np.clip(1.0 - cumulative_liquidation, 0.0, 1.0)], axis=1
+    )
+    u_step = counter_uniform(chunk.seed, chunk.path_index, slot)
+    u_kind = counter_uniform(chunk.seed, chunk.path_index, slot + 1)
+    u_time = counter_uniform(chunk.seed, chunk.path_index, slot + 2)
+    with np.errstate(divide="ignore"):
+        crossed = cumulative < np.log(u_step)[:, None]
+    closed = crossed.any(axis=1)
+    step = np.where(closed, crossed.argmax(axis=1), steps)
+    rows = np.arange(n)
+    at = np.minimum(step, steps - 1)
+    share = np.divide(
+        q_liquidation[rows, at],
+        q_close[rows, at],
+        out=np.zeros(n),
+        where=q_close[rows, at] > 0,
+    )
+    liquidated = closed & (u_kind < share)
+    step_hours = scenario.step / 3600.0
+    hours = np.where(closed, (step + u_time) * step_hours, np.nan)
+    return _Closure(
+        step=step,
+        liquidated=liquidated,
+        hours=hours,
+        p_liquidation=np.clip(cumulative_liquidation[:, -1], 0.0, 1.0),
+        no_liquidation_by=no_liquidation_by,
+        log_close=log_close,
+        log_liquidation=log_liquidation,
+    )
+
+
+def _position_closure(
+    chunk: PathChunk,
+    scenario: Scenario,
+    book: _Book,
+    k: int,
+    log_liq_barrier: FloatArray | None,
+    slot: int,
+) -> _Closure:
+    """Liquidation (if ``log_liq_barrier`` is given) and stop-loss of position ``k``."""
+    n, steps = chunk.path_index.size, scenario.n_steps
+    direction = book.sign[k]
+    asset = book.asset[k]
+    has_stop = not math.isnan(book.stop[k])
+    zeros = np.zeros((n, steps))
+    if log_liq_barrier is not None:
+        log_liq, log_liq_events = _log_barrier_survival(
+            chunk, asset, log_liq_barrier, direction, "mark"
+        )
+    else:
+        log_liq, log_liq_events = zeros, zeros
+    if not has_stop:
+        return _sample_closure(chunk, scenario, log_liq, log_liq, slot)
+    log_stop_barrier = np.full((n, steps), math.log(book.stop[k]))
+    log_stop, _ = _log_barrier_survival(chunk, asset, log_stop_barrier, direction, "last")
+    if log_liq_barrier is None:
+        stop_nearer = np.ones((n, steps), bool)
+    else:
+        with np.errstate(invalid="ignore"):
+            stop_nearer = direction * (log_stop_barrier - log_liq_barrier) > 0
+        stop_nearer |= np.isnan(log_liq_barrier)
+    log_close = np.where(stop_nearer, np.minimum(log_stop, log_liq_events), log_liq)
+    log_liquidation = np.where(stop_nearer, log_liq_events, log_liq)
+    return _sample_closure(chunk, scenario, log_close, log_liquidation, slot)
+
+
+def _open_mask(step: IntArray, steps: int) -> np.ndarray:
+    """(n, S) True where the thing is open during step s (it closes inside step ``step``)."""
+    return np.arange(steps)[None, :] <= step[:, None]
+
+
+def _step_covariance(chunk: PathChunk) -> FloatArray:
+    """Covariance of the log-price diffusion increments over one step, (A, A)."""
+    sd = np.sqrt(chunk.step_variance)
+    return chunk.correlation * np.outer(sd, sd)
+
+
+def _linear_buffer_survival(
+    chunk: PathChunk,
+    value_at: callable,  # type: ignore[valid-type]
+    gradient: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
+    """Step log-survival of a money buffer linearised in the log prices within each step.
+
+    ``value_at(prices, rows, steps)`` gives the buffer at prices ``(A, *shape)`` with the state
+    of step ``steps`` of path ``rows``; ``gradient`` is (A, n, S), d buffer / d ln P_a.
+    """
+    prices = np.exp(chunk.log_price)
+    n, steps = gradient.shape[1:]
+    rows = np.arange(n)[:, None]
+    step_index = np.arange(steps)[None, :]
+    start = value_at(prices[:, :, :-1], rows, step_index)
+    end = value_at(prices[:, :, 1:], rows, step_index)
+    covariance = _step_covariance(chunk)
+    variance = np.einsum("anS,ab,bnS->nS", gradient, covariance, gradient)
+    events = chunk.events
+    knots = None
+    if events.path.size:
+        before = np.exp(events.log_before)
+        knots = EventKnots(
+            path=events.path,
+            step=events.step,
+            frac=events.frac,
+            before=value_at(before, events.path, events.step),
+            trough=value_at(before * np.exp(events.trough_mark), events.path, events.step),
+            after=value_at(before * np.exp(events.jump), events.path, events.step),
+        )
+    return step_log_survival(start, end, variance, knots)
+
+
+def _ruin_log_survival(
+    chunk: PathChunk,
+    scenario: Scenario,
+    book: _Book,
+    open_mask: np.ndarray,
+    constant: FloatArray,
+    threshold: float,
+    clamp_positions: bool,
+    margin: list[FloatArray] | None,
+    log_liq_barrier: FloatArray | None = None,
+) -> FloatArray:
+    """Per-step log survival of ruin (equity <= threshold) given the sampled trajectory.
+
+    Equity during step s = ``constant[:, s]`` + sum over open positions of their value, where a
+    position's value is ``s Q (P - EP)`` plus, in isolated mode, its margin ``margin[k][:, s]``
+    (clamped at 0 when ``clamp_positions``: an isolated position cannot lose more than its
+    margin). With one position, ``log_liq_barrier`` (n, S) is its liquidation barrier: a ruin
+    level beyond it cannot be reached while the position is open (it is liquidated first, and
+    the sampled liquidation decides the rest).
+    """
+    n, steps = constant.shape
+    if len(book) == 1:
+        # one position: equity is linear in its price up to its liquidation -> exact barrier
+        k = 0
+        extra = margin[0] if margin is not None else 0.0
+        slope = book.sign[k] * book.quantity[k]
+        level = constant + extra - slope * book.entry[k]  # equity = level + slope P
+        with np.errstate(divide="ignore", invalid="ignore"):
+            barrier_price = (threshold - level) / slope
+            log_barrier = np.where(barrier_price > 0, np.log(barrier_price), np.nan)
+        direction = book.sign[k]
+        # NaN barrier: a long whose equity stays above the threshold at any price > 0 is never
+        # ruined by price; a short with barrier_price <= 0 is always ruined
+        always = (direction < 0) & (barrier_price <= 0)
+        if log_liq_barrier is not None:
+            with np.errstate(invalid="ignore"):
+                beyond = direction * (log_barrier - log_liq_barrier) <= 0
+            log_barrier = np.where(beyond, np.nan, log_barrier)
+        log_barrier = np.where(open_mask[0], log_barrier, np.nan)
+        log_surv, _ = _log_barrier_survival(chunk, book.asset[k], log_barrier, direction, "mark")
+        closed_level = np.where(open_mask[0], np.inf, constant - threshold)
+        log_surv = np.where(open_mask[0], np.where(always, -np.inf, log_surv), 0.0)
+        log_surv = np.where(closed_level <= 0, -np.inf, log_surv)
+        return log_surv
+
+    def value_at(prices: FloatArray, rows: IntArray, steps_: IntArray) -> FloatArray:
+        total = constant[rows, steps_] - threshold
+        for k in range(len(book)):
+            value = book.sign[k] * book.quantity[k] * (prices[book.asset[k]] - book.entry[k])
+            if margin is not None:
+                value = value + margin[k][rows, steps_]
+            if clamp_positions:
+                value = np.maximum(value, 0.0)
+            total = total + np.where(open_mask[k][rows, steps_], value, 0.0)
+        return total
+
+    prices = np.exp(chunk.log_price[:, :, :-1])
+    gradient = np.zeros((len(chunk.assets), n, steps))
+    for k in range(len(book)):
+        gradient[book.asset[k]] += np.where(
+            open_mask[k], book.sign[k] * book.quantity[k] * prices[book.asset[k]], 0.0
+        )
+    log_surv, _ = _linear_buffer_survival(chunk, value_at, gradient)
+    return log_surv
+
+
+def _ruin_probability(
+    log_ruin: FloatArray,
+    log_liquidation: FloatArray,
+    implies_ruin: np.ndarray,
+    certain_step: IntArray,
+) -> FloatArray:
+    """P(ruin | path) from per-step ruin survivals, conditioned on the sampled liquidations.
+
+    ``implies_ruin`` (n, S): a liquidation in that step would leave equity <= threshold; the
+    step's ruin survival is then divided by the liquidation survival (nested events).
+    ``certain_step``: step of a sampled event that ruins for certain (S if none).
+    """
+    steps = log_ruin.shape[1]
+    with np.errstate(invalid="ignore"):
+        # -inf - -inf: a certain liquidation; such steps are at or after ``certain_step``
+        conditioned = np.where(
+            implies_ruin, np.minimum(0.0, log_ruin - log_liquidation), log_ruin
+        )
+    conditioned = np.where(np.isnan(conditioned), 0.0, conditioned)
+    before = np.arange(steps)[None, :] < certain_step[:, None]
+    log_survival = np.where(before, conditioned, 0.0).sum(axis=1)
+    return np.where(certain_step < steps, 1.0, -np.expm1(log_survival))
+
+
+# ---------------------------------------------------------------------------- modes
+
+
+def _isolated(
+    scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChunk
+) -> ChunkOutcome:
+    n, steps = chunk.path_index.size, scenario.n_steps
+    balance = scenario.account.balance
+    threshold = scenario.ruin.equity_fraction * balance
+    fees = book.notional * rules.taker_fee
+    from_margin = rules.opening_fee_from_isolated_margin
+    margin0 = book.margin - (fees if from_margin else 0.0)
+    free = balance - book.margin.sum() - (0.0 if from_margin else fees.sum())
+    if book.auto_add.any():
+        share = max(free, 0.0) / int(book.auto_add.sum())
+        margin0 = margin0 + np.where(book.auto_add, share, 0.0)
+        free -= share * int(book.auto_add.sum())
+    counts = _funding_counts(scenario)
+    paid = _funding_paid(scenario, rules, book, chunk, counts)
+    prices = np.exp(chunk.log_price)
+    margin = [margin0[k] - paid[k] for k in range(len(book))]  # (n, S+1) each
+    closures: list[_Closure] = []
+    log_liq_barriers: list[FloatArray] = []
+    for k in range(len(book)):
+        log_liq = _liquidation_log_barrier(rules, book, k, margin[k][:, :-1], counts, True)
+        log_liq_barriers.append(log_liq)
+        closures.append(
+            _position_closure(chunk, scenario, book, k, log_liq, _SLOT_CLOSE + 3 * k)
+        )
+    rows = np.arange(n)
+    open_mask = [_open_mask(c.step, steps) for c in closures]
+    # value realised at closure (0 when liquidated: the whole isolated margin is lost)
+    realised = np.zeros((len(book), n))
+    for k, closure in enumerate(closures):
+        at = np.minimum(closure.step, steps)
+        stop_value = (
+            margin[k][rows, at]
+            + book.sign[k] * book.quantity[k] * (book.stop[k] - book.entry[k])
+            - rules.taker_fee * book.quantity[k] * book.stop[k]
+        )
+        realised[k] = np.where(closure.liquidated, 0.0, np.nan_to_num(stop_value))
+    # equity constant part during each step: free wallet + realised values of closed positions
+    constant = np.full((n, steps), free)
+    for k in range(len(book)):
+        constant = constant + np.where(open_mask[k], 0.0, realised[k][:, None])
+    log_ruin = _ruin_log_survival(
+        chunk,
+        scenario,
+        book,
+        open_mask,
+        constant,
+        threshold,
+        clamp_positions=True,
+        margin=[m[:, :-1] for m in margin],
+        log_liq_barrier=log_liq_barriers[0],
+    )
+    # a liquidation implies ruin when the equity left without that position is <= threshold
+    implies = np.zeros((n, steps), bool)
+    log_implying = np.zeros((n, steps))
+    certain = np.full(n, steps)
+    step_values = [
+        np.where(
+            open_mask[k],
+            np.maximum(
+                margin[k][:, :-1]
+                + book.sign[k] * book.quantity[k] * (prices[book.asset[k]][:, :-1] - book.entry[k]),
+                0.0,
+            ),
+            0.0,
+        )
+        for k in range(len(book))
+    ]
+    total_open_value = np.sum(step_values, axis=0)
+    for k, closure in enumerate(closures):
+        left = constant + total_open_value - step_values[k]
+        implies_k = open_mask[k] & (left <= threshold)
+        implies |= implies_k
+        log_implying = log_implying + np.where(implies_k, closure.log_liquidation, 0.0)
+        at = np.minimum(closure.step, steps - 1)
+        ruins = closure.liquidated & implies_k[rows, at]
+        certain = np.where(ruins, np.minimum(certain, closure.step), certain)
+    p_ruin = _ruin_probability(log_ruin, log_implying, implies, certain)
+    # final equity and the equity path
+    final = np.full(n, free)
+    equity_path = np.full((n, steps + 1), free)
+    for k, closure in enumerate(closures):
+        open_at_end = closure.step >= steps
+        price_end = prices[book.asset[k]][:, -1]
+        value_end = (
+            margin[k][:, -1]
+            + book.sign[k] * book.quantity[k] * (price_end - book.entry[k])
+            - rules.taker_fee * book.quantity[k] * price_end
+        )
+        final = final + np.where(open_at_end, value_end, realised[k])
+        grid_open = np.arange(steps + 1)[None, :] <= closure.step[:, None]
+        grid_value = np.maximum(
+            margin[k] + book.sign[k] * book.quantity[k] * (prices[book.asset[k]] - book.entry[k]),
+            0.0,
+        )
+        equity_path = equity_path + np.where(grid_open, grid_value, realised[k][:, None])
+    any_liquidated = np.zeros(n, bool)
+    hours = np.full(n, np.inf)
+    no_liq = np.ones((n, steps + 1))
+    for closure in closures:
+        any_liquidated |= closure.liquidated
+        hours = np.where(closure.liquidated, np.minimum(hours, closure.hours), hours)
+        no_liq = no_liq * closure.no_liquidation_by
+    return ChunkOutcome(
+        path_index=chunk.path_index,
+        p_liquidation=1.0 - no_liq[:, -1],
+        p_ruin=p_ruin,
+        liquidated=any_liquidated,
+        hours_to_liquidation=np.where(np.isfinite(hours), hours, np.nan),
+        final_equity=final,
+        min_equity=_min_with_troughs(chunk, equity_path, book, open_mask, margin, free, realised),
+        no_liquidation_by=no_liq,
+    )
+
+
+def _min_with_troughs(
+    chunk: PathChunk,
+    equity_path: FloatArray,
+    book: _Book,
+    open_mask: list[np.ndarray],
+    margin: list[FloatArray] | None,
+    base: FloatArray | float,
+    realised: FloatArray,
+) -> FloatArray:
+    """Minimum equity over grid points and wick troughs (mark prices)."""
+    minimum = equity_path.min(axis=1)
+    events = chunk.events
+    if not events.path.size:
+        return minimum
+    trough_price = np.exp(events.log_before + events.trough_mark)
+    rows, steps_ = events.path, events.step
+    base_value = base[rows, steps_] if isinstance(base, np.ndarray) else base
+    equity = np.full(rows.size, 0.0) + base_value
+    for k in range(len(book)):
+        value = book.sign[k] * book.quantity[k] * (trough_price[book.asset[k]] - book.entry[k])
+        if margin is not None:
+            value = np.maximum(value + margin[k][rows, steps_], 0.0)
+        is_open = open_mask[k][rows, steps_]
+        equity = equity + np.where(is_open, value, realised[k][rows])
+    np.minimum.at(minimum, rows, equity)
+    return minimum
+
+
+def _cross(scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChunk) -> ChunkOutcome:
+    n, steps = chunk.path_index.size, scenario.n_steps
+    balance = scenario.account.balance
+    threshold = scenario.ruin.equity_fraction * balance
+    wallet0 = balance - rules.taker_fee * book.notional.sum()
+    counts = _funding_counts(scenario)
+    paid = _funding_paid(scenario, rules, book, chunk, counts)
+    prices = np.exp(chunk.log_price)
+    rows = np.arange(n)
+    # stop-losses first: they depend only on each position's own price
+    stops = [
+        _position_closure(chunk, scenario, book, k, None, _SLOT_CLOSE + 3 * k)
+        for k in range(len(book))
+    ]
+    stop_step = [c.step for c in stops]
+    stop_open = [_open_mask(s, steps) for s in stop_step]
+    stop_gain = [
+        book.sign[k] * book.quantity[k] * (book.stop[k] - book.entry[k])
+        - rules.taker_fee * book.quantity[k] * book.stop[k]
+        for k in range(len(book))
+    ]
+    # wallet during step s: opening fees, funding while open, realised stop results
+    wallet = np.full((n, steps), wallet0)
+    for k in range(len(book)):
+        paid_k = paid[k][:, :-1]
+        paid_at_close = paid[k][rows, np.minimum(stop_step[k], steps)]
+        wallet = wallet - np.where(stop_open[k], paid_k, paid_at_close[:, None])
+        wallet = wallet + np.where(stop_open[k], 0.0, np.nan_to_num(stop_gain[k]))
+    if len(book) == 1:
+        k = 0
+        log_liq_barrier = _liquidation_log_barrier(
+            rules, book, k, wallet, counts, piecewise_constant=math.isnan(book.stop[k])
+        )
+        log_liq_barrier = np.where(stop_open[k], log_liq_barrier, np.nan)
+        log_liq, _ = _log_barrier_survival(
+            chunk, book.asset[k], log_liq_barrier, book.sign[k], "mark"
+        )
+    else:
+        log_liq_barrier = None
+
+        def buffer_at(prices_: FloatArray, r: IntArray, s: IntArray) -> FloatArray:
+            total = wallet[r, s]
+            for j in range(len(book)):
+                asset_price = prices_[book.asset[j]]
+                value = book.sign[j] * book.quantity[j] * (asset_price - book.entry[j])
+                value = value - rules.maintenance_margin(
+                    book.names[j], book.quantity[j], asset_price, book.entry[j]
+                )
+                total = total + np.where(stop_open[j][r, s], value, 0.0)
+            return total
+
+        gradient = np.zeros((len(chunk.assets), n, steps))
+        for j in range(len(book)):
+            asset_price = prices[book.asset[j]][:, :-1]
+            rate = rules.maintenance_rate(
+                book.names[j], book.quantity[j], asset_price, book.entry[j]
+            )
+            gradient[book.asset[j]] += np.where(
+                stop_open[j], (book.sign[j] - rate) * book.quantity[j] * asset_price, 0.0
+            )
+        log_liq, _ = _linear_buffer_survival(chunk, buffer_at, gradient)
+    account = _sample_closure(chunk, scenario, log_liq, log_liq, _SLOT_CROSS)
+    liquidated = account.liquidated
+    liq_step = np.where(liquidated, account.step, steps)
+    alive = _open_mask(liq_step, steps)  # account open during step s
+    open_mask = [stop_open[k] & alive for k in range(len(book))]
+    # equity left after a cross liquidation: maintenance minus the clearance fee, floored at 0
+    at = np.minimum(liq_step, steps - 1)
+    maintenance = np.zeros(n)
+    notional = np.zeros(n)
+    for k in range(len(book)):
+        price_at = prices[book.asset[k]][rows, at]
+        is_open = stop_open[k][rows, at]
+        maintenance += np.where(
+            is_open,
+            rules.maintenance_margin(book.names[k], book.quantity[k], price_at, book.entry[k]),
+            0.0,
+        )
+        notional += np.where(is_open, book.quantity[k] * price_at, 0.0)
+    left = np.maximum(0.0, maintenance - rules.liquidation_fee * notional)
+    # ruin
+    constant = np.where(alive, wallet, left[:, None])
+    log_ruin = _ruin_log_survival(
+        chunk,
+        scenario,
+        book,
+        open_mask,
+        constant,
+        threshold,
+        clamp_positions=False,
+        margin=None,
+        log_liq_barrier=log_liq_barrier,
+    )
+    implies = np.broadcast_to((left <= threshold)[:, None], (n, steps))
+    certain = np.where(liquidated & (left <= threshold), liq_step, steps)
+    p_ruin = _ruin_probability(log_ruin, account.log_liquidation, implies, certain)
+    # final equity and equity path
+    wallet_end = np.concatenate([wallet, wallet[:, -1:]], axis=1)
+    for k in range(len(book)):  # funding paid at the last grid point by open positions
+        wallet_end[:, -1] -= np.where(
+            stop_step[k] >= steps, paid[k][:, -1] - paid[k][:, -2], 0.0
+        )
+    equity_path = wallet_end.copy()
+    final = wallet_end[:, -1].copy()
+    for k in range(len(book)):
+        value = book.sign[k] * book.quantity[k] * (prices[book.asset[k]] - book.entry[k])
+        grid_open = np.arange(steps + 1)[None, :] <= stop_step[k][:, None]
+        equity_path = equity_path + np.where(grid_open, value, 0.0)
+        closing_fee = rules.taker_fee * book.quantity[k] * prices[book.asset[k]][:, -1]
+        final = final + np.where(stop_step[k] >= steps, value[:, -1] - closing_fee, 0.0)
+    grid_alive = np.arange(steps + 1)[None, :] <= liq_step[:, None]
+    equity_path = np.where(grid_alive, equity_path, left[:, None])
+    final = np.where(liquidated, left, final)
+    realised_none = np.zeros((len(book), n))
+    minimum = _min_with_troughs(
+        chunk, equity_path, book, open_mask, None, constant, realised_none
+    )
+    return ChunkOutcome(
+        path_index=chunk.path_index,
+        p_liquidation=account.p_liquidation,
+        p_ruin=p_ruin,
+        liquidated=liquidated,
+        hours_to_liquidation=np.where(liquidated, account.hours, np.nan),
+        final_equity=final,
+        min_equity=np.minimum(minimum, np.where(liquidated, left, np.inf)),
+        no_liquidation_by=account.no_liquidation_by,
+    )
+
+
+_MODES = {"isolated": _isolated, "cross": _cross}
+
+
+def evaluate_chunk(
+    scenario: Scenario, chunk: PathChunk, seed: int, rules: ExchangeRules | None = None
+) -> dict[str, ChunkOutcome]:
+    """Evaluate every mode of the scenario on one chunk of paths generated with ``seed``.
+
+    Returns
+    -------
+    dict
+        Mode name -> :class:`~margin_sim.metrics.ChunkOutcome`.
+    """
+    rules = rules or ExchangeRules(scenario.exchange)
+    book = _Book.from_scenario(scenario)
+    seeded = _SeededChunk(chunk, seed)
+    return {mode: _MODES[mode](scenario, rules, book, seeded) for mode in scenario.modes}
+
+
+@dataclass(frozen=True)
+class _SeededChunk:
+    """A chunk of paths with the run's seed (for the engine's counter-based draws)."""
+
+    chunk: PathChunk
+    seed: int
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.chunk, name)
+
+
+def _chunks(
+    scenario: Scenario, paths: int, seed: int, chunk_paths: int
+) -> Iterator[_SeededChunk]:
+    for chunk in simulate_paths(scenario, paths=paths, seed=seed, chunk_paths=chunk_paths):
+        yield _SeededChunk(chunk, seed)
+
+
+def simulate(
+    scenario: Scenario,
+    *,
+    paths: int | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+    chunk_paths: int | None = None,
+) -> SimulationResult:
+    """Simulate a scenario in every margin mode on the same paths.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        From :func:`margin_sim.load_scenario`.
+    paths, seed : int, optional
+        Override the scenario's path count and seed.
+    progress : bool
+        Show a progress bar on stderr (only for runs of more than one chunk).
+    chunk_paths : int, optional
+        Paths evaluated at once; sets memory, never the numbers.
+
+    Returns
+    -------
+    SimulationResult
+        ``summary()``, ``per_path``, ``difference()``, ``survival(mode)``.
+
+    Examples
+    --------
+    >>> import margin_sim as ms
+    >>> s = ms.load_scenario("params/scenarios/baseline.yaml", {"paths": 500, "horizon": "1d"})
+    >>> ms.simulate(s, progress=False).summary().index.tolist()
+    ['isolated', 'cross']
+    """
+    paths = scenario.paths if paths is None else int(paths)
+    seed = scenario.seed if seed is None else int(seed)
+    chunk_paths = scenario.chunk_paths if chunk_paths is None else int(chunk_paths)
+    rules = ExchangeRules(scenario.exchange)
+    book = _Book.from_scenario(scenario)
+    outcomes: dict[str, list[ChunkOutcome]] = {mode: [] for mode in scenario.modes}
+    chunks = _chunks(scenario, paths, seed, chunk_paths)
+    n_chunks = -(-paths // chunk_paths)
+    if progress and n_chunks > 1:
+        from tqdm.auto import tqdm
+
+        chunks = tqdm(chunks, total=n_chunks, unit="chunk", desc=scenario.name, leave=False)
+    for chunk in chunks:
+        for mode in scenario.modes:
+            outcomes[mode].append(_MODES[mode](scenario, rules, book, chunk))
+    return SimulationResult.from_outcomes(scenario, paths=paths, seed=seed, outcomes=outcomes)
