@@ -397,6 +397,7 @@ def _format_grid_validation(error: ValidationError) -> GridError:
         reason = "missing key"
     else:
         reason = first["msg"].removeprefix("Value error, ")
+        reason = reason[:1].lower() + reason[1:]
         value = first.get("input")
         if loc and not isinstance(value, dict | list):
             reason += f", got {value!r}"
