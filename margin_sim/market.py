@@ -589,6 +589,10 @@ def _wick_overlay(
     kind = events.kind[wick_rows]
     duration = np.where(kind == KIND_WICK, asset_duration[:, None], market_duration) / bar
     position = (events.step[wick_rows] + events.frac[wick_rows]) * bars_per_step
+    # the recovery is complete at the next grid point at the latest, so the bars agree with
+    # the grid values (the engine, too, sees the wick recovered at the next knot)
+    to_grid = (events.step[wick_rows] + 1) * bars_per_step - position
+    duration = np.minimum(duration, to_grid)
     first = np.ceil(position).astype(np.int64)
     last = np.minimum(np.floor(position + duration.max(axis=0)).astype(np.int64), n_fine - 1)
     counts = np.clip(last - first + 1, 0, None)
@@ -611,6 +615,8 @@ def _wick_overlay(
             (path, fine),
             (events.trough_mark[a, wick_rows][pair] - jump) * remaining,
         )
+    overlay_last[:, :, ::bars_per_step] = 0.0
+    overlay_mark[:, :, ::bars_per_step] = 0.0
     return overlay_last, overlay_mark
 
 
@@ -627,7 +633,9 @@ def sample_paths(
     its grid values at grid times. Between knots (grid points and events) the path is filled
     with Brownian bridges from a separate random stream (so the grid values do not depend on
     ``resolution``). A wick shows its trough in the low of the bar it falls in (the mark low
-    shows the mark trough) and recovers linearly over the wick's ``duration``.
+    shows the mark trough) and recovers linearly over the wick's ``duration``, or by the next
+    grid point if that comes first (there the bars equal the grid values, as the engine sees
+    them).
 
     Parameters
     ----------
