@@ -23,6 +23,14 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check margin_sim tests bench
 
+bench: $(STAMP)
+	$(BIN)/python -c "import sdepy" 2>/dev/null || $(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python -m bench
+
+validate: $(STAMP)
+	$(BIN)/python -c "from margin_sim.notebooks import execute_notebook; \
+	print(execute_notebook('notebooks/validation.ipynb', {}, 'reports', 'validation')[1])"
+
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
