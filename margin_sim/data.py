@@ -127,8 +127,8 @@ class Candles:
         """Bars whose open time lies in ``[start, end)``; gaps and halts restricted likewise."""
         index = self.frame.index
         keep = np.ones(len(index), dtype=bool)
-        lo = pd.Timestamp(start, tz="UTC") if start is not None else None
-        hi = pd.Timestamp(end, tz="UTC") if end is not None else None
+        lo = _utc(start) if start is not None else None
+        hi = _utc(end) if end is not None else None
         if lo is not None:
             keep &= index >= lo
         if hi is not None:
@@ -198,6 +198,11 @@ class Candles:
             pd.DatetimeIndex([], tz="UTC"),
             f"{self.source} resampled to {format_duration(seconds)}",
         )
+
+
+def _utc(value: object) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)  # type: ignore[arg-type]
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def asset_from_filename(path: str | Path) -> str:
