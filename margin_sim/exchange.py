@@ -95,6 +95,16 @@ class TierArrays:
     cums: FloatArray
     max_leverage: FloatArray
 
+    @functools.cached_property
+    def long_floor_levels(self) -> FloatArray:
+        """``floor_k (1 - r_k) + c_k``: a long's ``Q EP - M`` at which tier k's floor is hit."""
+        return self.floors * (1.0 - self.rates) + self.cums
+
+    @functools.cached_property
+    def short_floor_levels(self) -> FloatArray:
+        """``floor_k (1 + r_k) - c_k``: a short's ``M + Q EP`` at which tier k's floor is hit."""
+        return self.floors * (1.0 + self.rates) - self.cums
+
     def tier_index(self, notional: FloatArray) -> IntArray:
         """Index of the tier holding each notional (tier k holds ``[floor_k, cap_k)``)."""
         return np.searchsorted(self.floors[1:], notional, side="right").astype(np.int64)
@@ -379,16 +389,19 @@ class ExchangeRules:
                 requirement = self.maintenance_margin(asset, quantity_, entry, entry)
                 price = entry - sign_ * (margin_ - requirement) / quantity_
             else:
-                # f_k = MB - MM at the floor price floor_k / Q of every tier (trailing axis);
-                # f is monotone in P, so the tiers whose floor lies on the safe side of the root
-                # form a prefix and the root's tier is the last of them.
-                floors = table.floors
-                f = (
-                    margin_[..., None]
-                    + sign_[..., None] * (floors - (quantity_ * entry)[..., None])
-                    - (floors * table.rates - table.cums)
+                # f_k = MB - MM at the floor price floor_k / Q of tier k. f is monotone in P,
+                # so the tiers whose floor lies on the unsafe side of the root form a prefix
+                # and the root's tier is the last of them. For a long f_k <= 0 reads
+                # g_k <= Q EP - M with g_k = floor_k (1 - r_k) + c_k, for a short f_k >= 0
+                # reads h_k <= M + Q EP with h_k = floor_k (1 + r_k) - c_k; g and h increase
+                # with k (by (floor_k - floor_{k-1})(1 -/+ r_{k-1}) > 0), so the count is a
+                # binary search per element, no (elements x tiers) array.
+                value = quantity_ * entry
+                count = np.where(
+                    sign_ > 0,
+                    np.searchsorted(table.long_floor_levels, value - margin_, side="right"),
+                    np.searchsorted(table.short_floor_levels, margin_ + value, side="right"),
                 )
-                count = np.count_nonzero(sign_[..., None] * f <= 0.0, axis=-1)
                 k = np.maximum(count - 1, 0)
                 rate, cum = table.rates[k], table.cums[k]
                 price = (margin_ + cum - sign_ * quantity_ * entry) / (quantity_ * (rate - sign_))
