@@ -34,10 +34,11 @@ Within one tier the condition is linear in ``P``, so the liquidation price has t
 ``P = (M + c_k - s Q EP) / (Q r_k - s Q)`` (Binance's published isolated formula; OKX's
 ``(EP - s M/Q) / (1 - s (mmr + fee))`` when ``c = 0``). Because ``MB - MM`` is strictly
 monotone in ``P`` (slope ``Q (s - r_k)``, ``r_k < 1``), exactly one tier holds the root: the
-last tier whose floor price ``floor_k / Q`` the position can reach before the condition holds.
-That tier is found for every element at once by evaluating ``MB - MM`` at all tier floors
-(vectorised over a trailing tier axis, no Python loop over elements). The bankruptcy price
-solves ``MB(P) = 0``: ``P = EP - s M / Q``.
+last tier whose floor price ``floor_k / Q`` lies where the condition already holds. Since
+``MB - MM`` at the tier floors is monotone in ``k`` too, that tier is a binary search
+(``numpy.searchsorted``) per element against one precomputed level per tier, for every element
+at once (no Python loop over elements). The bankruptcy price solves ``MB(P) = 0``:
+``P = EP - s M / Q``.
 """
 
 from __future__ import annotations
