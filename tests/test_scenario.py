@@ -16,6 +16,7 @@ import yaml
 from margin_sim.durations import SECONDS_PER_YEAR
 from margin_sim.errors import MarginSimError, ScenarioError
 from margin_sim.scenario import (
+    ExchangeSpec,
     KouJumps,
     MertonJumps,
     Scenario,
@@ -90,9 +91,7 @@ def test_binance_brackets_are_the_published_snapshot(repo_root: Path) -> None:
     if not source.is_file():
         pytest.skip(f"{source} is absent")
     symbols = json.loads(source.read_text(encoding="utf-8"))["symbols"]
-    spec = Scenario.model_fields["exchange"].annotation.model_validate(
-        load_exchange("binance-usdm")
-    )
+    spec = ExchangeSpec.model_validate(load_exchange("binance-usdm"))
     for asset, symbol in (("BTC", "BTCUSDT"), ("ETH", "ETHUSDT")):
         ours, theirs = spec.tier_table(asset), symbols[symbol]
         assert len(ours) == len(theirs) == 12
