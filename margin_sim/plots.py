@@ -53,8 +53,8 @@ _Z95 = 1.959963984540054  # two-sided 95% normal quantile
 _BASE_LAYOUT: dict[str, Any] = {
     "template": "plotly_white",
     "height": 440,
-    "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
-    "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0.0},
+    "margin": {"l": 60, "r": 20, "t": 100, "b": 50},
+    "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0.0},
 }
 
 
@@ -63,7 +63,11 @@ def _mode_color(mode: str) -> str:
 
 
 def _layout(name: str, title: str, **extra: Any) -> dict[str, Any]:
-    layout = {**_BASE_LAYOUT, "meta": {"figure": name}, "title": {"text": title, "x": 0.0}}
+    layout = {
+        **_BASE_LAYOUT,
+        "meta": {"figure": name},
+        "title": {"text": title, "x": 0.0, "y": 0.97, "yanchor": "top"},
+    }
     layout.update(extra)
     if "legend" in extra:
         layout["legend"] = {**_BASE_LAYOUT["legend"], **extra["legend"]}
@@ -255,15 +259,23 @@ def sample_paths_figure(
             )
         )
     end = float(data["hours"].max()) if len(data) else 1.0
+    # Show the paths, and a liquidation line only when it is near them: a line far below
+    # (cross margin at low leverage) would squash the paths into a flat band.
+    low = float(data[["last_low", "mark_low"]].min().min()) if len(data) else 0.0
+    high = float(data[["last_high", "mark_high"]].max().max()) if len(data) else 1.0
+    span = max(high - low, 1e-9 * max(abs(high), 1.0))
+    near = [v for v in levels.values() if low - 0.5 * span <= v <= high + 0.5 * span]
+    y_range = [min([low, *near]) - 0.05 * span, max([high, *near]) + 0.05 * span]
     for mode, level in levels.items():
         color = _mode_color(mode)
+        shown = "" if level in near else " (off the chart)"
         figure.add_trace(
             go.Scatter(
                 x=[0.0, end],
                 y=[level, level],
                 mode="lines",
                 line={"color": color, "width": 2, "dash": "dash"},
-                name=f"{mode} liquidation {level:,.0f}",
+                name=f"{mode} liquidation {level:,.0f}{shown}",
             )
         )
         hits = crossings[mode]
@@ -285,8 +297,8 @@ def sample_paths_figure(
             "sample_paths",
             title or f"Sample {asset} paths, {resolution}",
             xaxis={"title": {"text": "hours"}},
-            yaxis={"title": {"text": f"{asset} price"}, "tickformat": ",.0f"},
-            height=480,
+            yaxis={"title": {"text": f"{asset} price"}, "tickformat": ",.0f", "range": y_range},
+            height=500,
         )
     )
     return figure

@@ -1,0 +1,65 @@
+"""``margin-sim report SCENARIO.yaml...``: papermill research reports as self-contained HTML."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``report`` subcommand."""
+    parser = subparsers.add_parser(
+        "report",
+        help="write an HTML research report of each scenario (papermill notebook)",
+        description=(
+            "Run notebooks/scenario.ipynb with papermill for each scenario and write "
+            "<out>/<stem>.ipynb and a self-contained, interactive <out>/<stem>.html. "
+            "Several scenarios run in parallel processes."
+        ),
+    )
+    parser.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="scenario YAML file(s)")
+    parser.add_argument("--out", default="reports", help="output folder (default: reports/)")
+    parser.add_argument("--paths", type=int, default=None, help="number of paths")
+    parser.add_argument("--seed", type=int, default=None, help="random seed")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override a scenario key in every scenario (repeatable)",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="reports run at once (default: one per CPU)"
+    )
+    parser.add_argument(
+        "--timeout", type=int, default=600, help="longest time one notebook cell may run, s"
+    )
+    parser.set_defaults(handler=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from margin_sim.errors import ScenarioError
+    from margin_sim.notebooks import NotebookExecutionError, run_reports
+
+    if args.timeout < 1:
+        raise ScenarioError("--timeout", f"must be at least 1 second, got {args.timeout}")
+    try:
+        html_paths = run_reports(
+            args.scenarios,
+            args.out,
+            overrides=args.overrides,
+            paths=args.paths,
+            seed=args.seed,
+            jobs=args.jobs,
+            timeout=args.timeout,
+        )
+    except NotebookExecutionError as error:
+        print(f"margin-sim: report failed: {error}", file=sys.stderr)
+        return 1
+    for path in html_paths:
+        print(path)
+    return 0
