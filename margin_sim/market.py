@@ -359,7 +359,12 @@ def _block_events(
 
 
 def _generate_block(
-    model: _Model, seed: int, block: int, keep: int, out: FloatArray | None
+    model: _Model,
+    seed: int,
+    block: int,
+    keep: int,
+    out: FloatArray | None,
+    scratch: FloatArray,
 ) -> tuple[FloatArray, EventTable]:
     """Generate block ``block`` (always all :data:`BLOCK_PATHS` paths) and keep its first rows.
 
@@ -369,12 +374,14 @@ def _generate_block(
         Number of leading paths returned (the last block of a run may be truncated).
     out : ndarray, shape (n_assets, BLOCK_PATHS, n_steps + 1), optional
         Where to write the log prices when ``keep == BLOCK_PATHS`` (a view into the chunk).
+    scratch : ndarray, shape (n_assets, BLOCK_PATHS, n_steps)
+        Work space for the increments, reused from block to block (overwritten).
     """
     rng = _block_generator(seed, block)
     n_assets, n_steps, n = model.n_assets, model.n_steps, BLOCK_PATHS
 
     # diffusion increments, correlated, with the compensated drift
-    increments = rng.standard_normal((n_assets, n, n_steps))
+    increments = rng.standard_normal(out=scratch)
     if n_assets == 1:
         increments *= model.step_factor[0, 0]
     else:
@@ -396,7 +403,6 @@ def _generate_block(
     log_price = out if out is not None and keep == n else np.empty((n_assets, n, n_steps + 1))
     log_price[:, :, 0] = model.log_price0[:, None]
     np.cumsum(increments, axis=2, out=log_price[:, :, 1:])
-    del increments
 
     # continuous part at the events: bridge between the step's grid points
     m = path.size
@@ -514,6 +520,7 @@ def _chunks(
     n_blocks = -(-n_paths // BLOCK_PATHS)
     times = np.arange(model.n_steps + 1, dtype=np.float64) * model.dt_years
     step_variance = model.vol**2 * model.dt_years
+    scratch = np.empty((model.n_assets, BLOCK_PATHS, model.n_steps))
     for first_block in range(0, n_blocks, blocks_per_chunk):
         last_block = min(first_block + blocks_per_chunk, n_blocks)
         first_path = first_block * BLOCK_PATHS
@@ -525,7 +532,7 @@ def _chunks(
             row = (block - first_block) * BLOCK_PATHS
             keep = min(BLOCK_PATHS, n - row)
             target = log_price[:, row : row + BLOCK_PATHS] if keep == BLOCK_PATHS else None
-            values, table = _generate_block(model, seed, block, keep, target)
+            values, table = _generate_block(model, seed, block, keep, target, scratch)
             if target is None:
                 log_price[:, row : row + keep] = values
             tables.append(table)
