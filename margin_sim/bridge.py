@@ -24,7 +24,7 @@ import numpy as np
 
 from margin_sim._typing import FloatArray, IntArray
 
-__all__ = ["EventKnots", "bridge_log_survival", "step_log_survival"]
+__all__ = ["EventKnots", "bridge_log_survival", "patch_event_steps", "step_log_survival"]
 
 
 def bridge_log_survival(b0: FloatArray, b1: FloatArray, variance: FloatArray) -> FloatArray:
@@ -125,24 +125,53 @@ def step_log_survival(
     end = np.asarray(end, float)
     variance = np.broadcast_to(np.asarray(variance, float), start.shape)
     log_survival = bridge_log_survival(start, end, variance)
-    event_part = np.zeros_like(log_survival)
     if events is None or events.path.size == 0:
-        return log_survival, event_part
+        return log_survival, np.zeros_like(log_survival)
+    rows, steps = events.path, events.step
+    event_part = patch_event_steps(
+        log_survival, start[rows, steps], end[rows, steps], variance[rows, steps], events
+    )
+    return log_survival, event_part
+
+
+def patch_event_steps(
+    log_survival: FloatArray,
+    start: FloatArray,
+    end: FloatArray,
+    variance: FloatArray,
+    events: EventKnots,
+) -> FloatArray:
+    """Replace, in place, the survival of every step that holds events by its split value.
+
+    Parameters
+    ----------
+    log_survival : array (n, steps)
+        Grid-only log survivals; the steps holding events are overwritten.
+    start, end, variance : arrays (m,)
+        For each event, the buffer at the start and end of its step and the buffer's variance
+        over the whole step.
+    events : EventKnots
+
+    Returns
+    -------
+    array (n, steps)
+        The part due to the point checks at the events (0 elsewhere).
+    """
+    event_part = np.zeros_like(log_survival)
+    if events.path.size == 0:
+        return event_part
     rows, steps = events.path, events.step
     first, last = events.first_in_step, events.last_in_step
-    step_variance = variance[rows, steps]
     previous_frac = np.where(first, 0.0, np.roll(events.frac, 1))
-    previous_buffer = np.where(first, start[rows, steps], np.roll(events.after, 1))
+    previous_buffer = np.where(first, start, np.roll(events.after, 1))
     lead = bridge_log_survival(
-        previous_buffer, events.before, step_variance * (events.frac - previous_frac)
+        previous_buffer, events.before, variance * (events.frac - previous_frac)
     )
     point = np.where((events.trough > 0) & (events.after > 0), 0.0, -np.inf)
     trail = np.where(
-        last,
-        bridge_log_survival(events.after, end[rows, steps], step_variance * (1.0 - events.frac)),
-        0.0,
+        last, bridge_log_survival(events.after, end, variance * (1.0 - events.frac)), 0.0
     )
     log_survival[rows, steps] = 0.0
     np.add.at(log_survival, (rows, steps), lead + point + trail)
     np.add.at(event_part, (rows, steps), point)
-    return log_survival, event_part
+    return event_part

@@ -49,8 +49,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from margin_sim._kernels import (
+    barrier_log_survival,
+    closure_scan,
+    ruin_log_barrier,
+    ruin_probability,
+)
 from margin_sim._typing import FloatArray, IntArray
-from margin_sim.bridge import EventKnots, step_log_survival
+from margin_sim.bridge import EventKnots, patch_event_steps, step_log_survival
 from margin_sim.counter_rng import counter_normal, counter_uniform
 from margin_sim.exchange import ExchangeRules
 from margin_sim.market import PathChunk, simulate_paths
@@ -183,29 +189,34 @@ def _log_barrier_survival(
 
     ``direction`` +1: crossing means falling to the barrier (a long's liquidation); -1: rising.
     ``log_barrier`` has shape (n, S); NaN means no barrier. ``price`` is "mark" or "last" (which
-    trough the events show).
+    trough the events show). Returns the log survivals and their part due to event checks.
     """
-    log_barrier = np.where(np.isnan(log_barrier), -direction * np.inf, log_barrier)
     x = chunk.log_price[asset]
-    start = direction * (x[:, :-1] - log_barrier)
-    end = direction * (x[:, 1:] - log_barrier)
+    variance = float(chunk.step_variance[asset])
+    log_survival = barrier_log_survival(x, log_barrier, direction, variance)
     events = chunk.events
-    knots = None
-    if events.path.size:
-        barrier_at = log_barrier[events.path, events.step]
-        before = events.log_before[asset]
-        drop = events.trough_mark[asset] if price == "mark" else events.trough_last[asset]
-        knots = EventKnots(
-            path=events.path,
-            step=events.step,
-            frac=events.frac,
-            before=direction * (before - barrier_at),
-            trough=direction * (before + drop - barrier_at),
-            after=direction * (before + events.jump[asset] - barrier_at),
-        )
-    variance = chunk.step_variance[asset]
+    if not events.path.size:
+        return log_survival, np.zeros_like(log_survival)
+    rows, steps = events.path, events.step
+    barrier_at = log_barrier[rows, steps]
+    barrier_at = np.where(np.isnan(barrier_at), -direction * np.inf, barrier_at)
+    before = events.log_before[asset]
+    drop = events.trough_mark[asset] if price == "mark" else events.trough_last[asset]
+    knots = EventKnots(
+        path=rows,
+        step=steps,
+        frac=events.frac,
+        before=direction * (before - barrier_at),
+        trough=direction * (before + drop - barrier_at),
+        after=direction * (before + events.jump[asset] - barrier_at),
+    )
+    start = direction * (x[rows, steps] - barrier_at)
+    end = direction * (x[rows, steps + 1] - barrier_at)
     with np.errstate(invalid="ignore"):
-        return step_log_survival(start, end, variance, knots)
+        event_part = patch_event_steps(
+            log_survival, start, end, np.full(rows.size, variance), knots
+        )
+    return log_survival, event_part
 
 
 @dataclass(frozen=True)
@@ -216,7 +227,9 @@ class _Closure:
     liquidated: np.ndarray  # closed by liquidation (else by stop, or open)
     hours: FloatArray  # time of the closure, hours; NaN if open
     p_liquidation: FloatArray  # conditional probability of liquidation within the horizon
-    no_liquidation_by: FloatArray  # (n, S+1) conditional P(not liquidated by grid point k)
+    curve_sum: FloatArray  # (S+1,) sum over paths of P(not liquidated by grid point k)
+    curve_sum_squares: FloatArray
+    curve: FloatArray | None  # (n, S+1) P(not liquidated by grid point k), when asked for
     log_close: FloatArray  # (n, S) per-step log survival of closing (any cause)
     log_liquidation: FloatArray  # (n, S) per-step log P(no liquidation | open at start)
 
@@ -227,42 +240,26 @@ def _sample_closure(
     log_close: FloatArray,
     log_liquidation: FloatArray,
     slot: int,
+    keep_curve: bool = False,
 ) -> _Closure:
     """Conditional probabilities and one sampled trajectory of a closable thing."""
-    n, steps = log_close.shape
-    cumulative = np.cumsum(log_close, axis=1)
-    open_before = np.exp(np.concatenate([np.zeros((n, 1)), cumulative[:, :-1]], axis=1))
-    q_close = -np.expm1(log_close)
-    q_liquidation = np.minimum(-np.expm1(log_liquidation), q_close)
-    liquidation_in_step = open_before * q_liquidation
-    cumulative_liquidation = np.cumsum(liquidation_in_step, axis=1)
-    no_liquidation_by = np.concatenate(
-        [np.ones((n, 1)), np.clip(1.0 - cumulative_liquidation, 0.0, 1.0)], axis=1
-    )
+    steps = log_close.shape[1]
     u_step = counter_uniform(chunk.seed, chunk.path_index, slot)
     u_kind = counter_uniform(chunk.seed, chunk.path_index, slot + 1)
     u_time = counter_uniform(chunk.seed, chunk.path_index, slot + 2)
-    with np.errstate(divide="ignore"):
-        crossed = cumulative < np.log(u_step)[:, None]
-    closed = crossed.any(axis=1)
-    step = np.where(closed, crossed.argmax(axis=1), steps)
-    rows = np.arange(n)
-    at = np.minimum(step, steps - 1)
-    share = np.divide(
-        q_liquidation[rows, at],
-        q_close[rows, at],
-        out=np.zeros(n),
-        where=q_close[rows, at] > 0,
+    step, share, p_liquidation, curve_sum, curve_sq, curve = closure_scan(
+        log_close, log_liquidation, np.log(u_step), keep_curve
     )
-    liquidated = closed & (u_kind < share)
+    closed = step < steps
     step_hours = scenario.step / 3600.0
-    hours = np.where(closed, (step + u_time) * step_hours, np.nan)
     return _Closure(
         step=step,
-        liquidated=liquidated,
-        hours=hours,
-        p_liquidation=np.clip(cumulative_liquidation[:, -1], 0.0, 1.0),
-        no_liquidation_by=no_liquidation_by,
+        liquidated=closed & (u_kind < share),
+        hours=np.where(closed, (step + u_time) * step_hours, np.nan),
+        p_liquidation=p_liquidation,
+        curve_sum=curve_sum,
+        curve_sum_squares=curve_sq,
+        curve=curve,
         log_close=log_close,
         log_liquidation=log_liquidation,
     )
@@ -275,6 +272,7 @@ def _position_closure(
     k: int,
     log_liq_barrier: FloatArray | None,
     slot: int,
+    keep_curve: bool = False,
 ) -> _Closure:
     """Liquidation (if ``log_liq_barrier`` is given) and stop-loss of position ``k``."""
     n, steps = chunk.path_index.size, scenario.n_steps
@@ -289,7 +287,7 @@ def _position_closure(
     else:
         log_liq, log_liq_events = zeros, zeros
     if not has_stop:
-        return _sample_closure(chunk, scenario, log_liq, log_liq, slot)
+        return _sample_closure(chunk, scenario, log_liq, log_liq, slot, keep_curve)
     log_stop_barrier = np.full((n, steps), math.log(book.stop[k]))
     log_stop, _ = _log_barrier_survival(chunk, asset, log_stop_barrier, direction, "last")
     if log_liq_barrier is None:
@@ -300,7 +298,7 @@ def _position_closure(
         stop_nearer |= np.isnan(log_liq_barrier)
     log_close = np.where(stop_nearer, np.minimum(log_stop, log_liq_events), log_liq)
     log_liquidation = np.where(stop_nearer, log_liq_events, log_liq)
-    return _sample_closure(chunk, scenario, log_close, log_liquidation, slot)
+    return _sample_closure(chunk, scenario, log_close, log_liquidation, slot, keep_curve)
 
 
 def _open_mask(step: IntArray, steps: int) -> np.ndarray:
@@ -356,40 +354,33 @@ def _ruin_log_survival(
     threshold: float,
     clamp_positions: bool,
     margin: list[FloatArray] | None,
-    log_liq_barrier: FloatArray | None = None,
+    log_liq_barrier: FloatArray | None,
+    close_step: list[IntArray],
 ) -> FloatArray:
     """Per-step log survival of ruin (equity <= threshold) given the sampled trajectory.
 
     Equity during step s = ``constant[:, s]`` + sum over open positions of their value, where a
     position's value is ``s Q (P - EP)`` plus, in isolated mode, its margin ``margin[k][:, s]``
     (clamped at 0 when ``clamp_positions``: an isolated position cannot lose more than its
-    margin). With one position, ``log_liq_barrier`` (n, S) is its liquidation barrier: a ruin
+    margin). ``open_mask[k]`` is ``step <= close_step[k]``. With one position,
+    ``log_liq_barrier`` (n, S) is its liquidation barrier: a ruin
     level beyond it cannot be reached while the position is open (it is liquidated first, and
     the sampled liquidation decides the rest).
     """
     n, steps = constant.shape
     if len(book) == 1:
         # one position: equity is linear in its price up to its liquidation -> exact barrier
-        k = 0
-        extra = margin[0] if margin is not None else 0.0
-        slope = book.sign[k] * book.quantity[k]
-        level = constant + extra - slope * book.entry[k]  # equity = level + slope P
-        with np.errstate(divide="ignore", invalid="ignore"):
-            barrier_price = (threshold - level) / slope
-            log_barrier = np.where(barrier_price > 0, np.log(barrier_price), np.nan)
-        direction = book.sign[k]
-        # NaN barrier: a long whose equity stays above the threshold at any price > 0 is never
-        # ruined by price; a short with barrier_price <= 0 is always ruined
-        always = (direction < 0) & (barrier_price <= 0)
-        if log_liq_barrier is not None:
-            with np.errstate(invalid="ignore"):
-                beyond = direction * (log_barrier - log_liq_barrier) <= 0
-            log_barrier = np.where(beyond, np.nan, log_barrier)
-        log_barrier = np.where(open_mask[0], log_barrier, np.nan)
-        log_surv, _ = _log_barrier_survival(chunk, book.asset[k], log_barrier, direction, "mark")
-        closed_level = np.where(open_mask[0], np.inf, constant - threshold)
-        log_surv = np.where(open_mask[0], np.where(always, -np.inf, log_surv), 0.0)
-        log_surv = np.where(closed_level <= 0, -np.inf, log_surv)
+        log_barrier = ruin_log_barrier(
+            constant,
+            None if margin is None else margin[0],
+            book.sign[0] * book.quantity[0],
+            book.entry[0],
+            threshold,
+            book.sign[0],
+            log_liq_barrier,
+            close_step[0],
+        )
+        log_surv, _ = _log_barrier_survival(chunk, book.asset[0], log_barrier, book.sign[0], "mark")
         return log_surv
 
     def value_at(prices: FloatArray, rows: IntArray, steps_: IntArray) -> FloatArray:
@@ -411,30 +402,6 @@ def _ruin_log_survival(
         )
     log_surv, _ = _linear_buffer_survival(chunk, value_at, gradient)
     return log_surv
-
-
-def _ruin_probability(
-    log_ruin: FloatArray,
-    log_liquidation: FloatArray,
-    implies_ruin: np.ndarray,
-    certain_step: IntArray,
-) -> FloatArray:
-    """P(ruin | path) from per-step ruin survivals, conditioned on the sampled liquidations.
-
-    ``implies_ruin`` (n, S): a liquidation in that step would leave equity <= threshold; the
-    step's ruin survival is then divided by the liquidation survival (nested events).
-    ``certain_step``: step of a sampled event that ruins for certain (S if none).
-    """
-    steps = log_ruin.shape[1]
-    with np.errstate(invalid="ignore"):
-        # -inf - -inf: a certain liquidation; such steps are at or after ``certain_step``
-        conditioned = np.where(
-            implies_ruin, np.minimum(0.0, log_ruin - log_liquidation), log_ruin
-        )
-    conditioned = np.where(np.isnan(conditioned), 0.0, conditioned)
-    before = np.arange(steps)[None, :] < certain_step[:, None]
-    log_survival = np.where(before, conditioned, 0.0).sum(axis=1)
-    return np.where(certain_step < steps, 1.0, -np.expm1(log_survival))
 
 
 # ---------------------------------------------------------------------------- modes
@@ -464,7 +431,7 @@ def _isolated(
         log_liq = _liquidation_log_barrier(rules, book, k, margin[k][:, :-1], counts, True)
         log_liq_barriers.append(log_liq)
         closures.append(
-            _position_closure(chunk, scenario, book, k, log_liq, _SLOT_CLOSE + 3 * k)
+            _position_closure(chunk, scenario, book, k, log_liq, _SLOT_CLOSE + 3 * k, len(book) > 1)
         )
     rows = np.arange(n)
     open_mask = [_open_mask(c.step, steps) for c in closures]
@@ -492,33 +459,40 @@ def _isolated(
         clamp_positions=True,
         margin=[m[:, :-1] for m in margin],
         log_liq_barrier=log_liq_barriers[0],
+        close_step=[c.step for c in closures],
     )
     # a liquidation implies ruin when the equity left without that position is <= threshold
     implies = np.zeros((n, steps), bool)
     log_implying = np.zeros((n, steps))
     certain = np.full(n, steps)
-    step_values = [
-        np.where(
-            open_mask[k],
-            np.maximum(
-                margin[k][:, :-1]
-                + book.sign[k] * book.quantity[k] * (prices[book.asset[k]][:, :-1] - book.entry[k]),
+    step_values = (
+        []
+        if len(book) == 1
+        else [
+            np.where(
+                open_mask[k],
+                np.maximum(
+                    margin[k][:, :-1]
+                    + book.sign[k]
+                    * book.quantity[k]
+                    * (prices[book.asset[k]][:, :-1] - book.entry[k]),
+                    0.0,
+                ),
                 0.0,
-            ),
-            0.0,
-        )
-        for k in range(len(book))
-    ]
-    total_open_value = np.sum(step_values, axis=0)
+            )
+            for k in range(len(book))
+        ]
+    )
+    total_open_value = np.sum(step_values, axis=0) if step_values else 0.0
     for k, closure in enumerate(closures):
-        left = constant + total_open_value - step_values[k]
+        left = constant + total_open_value - step_values[k] if step_values else constant
         implies_k = open_mask[k] & (left <= threshold)
         implies |= implies_k
         log_implying = log_implying + np.where(implies_k, closure.log_liquidation, 0.0)
         at = np.minimum(closure.step, steps - 1)
         ruins = closure.liquidated & implies_k[rows, at]
         certain = np.where(ruins, np.minimum(certain, closure.step), certain)
-    p_ruin = _ruin_probability(log_ruin, log_implying, implies, certain)
+    p_ruin = ruin_probability(log_ruin, log_implying, implies, certain)
     # final equity and the equity path
     final = np.full(n, free)
     equity_path = np.full((n, steps + 1), free)
@@ -539,20 +513,32 @@ def _isolated(
         equity_path = equity_path + np.where(grid_open, grid_value, realised[k][:, None])
     any_liquidated = np.zeros(n, bool)
     hours = np.full(n, np.inf)
-    no_liq = np.ones((n, steps + 1))
     for closure in closures:
         any_liquidated |= closure.liquidated
         hours = np.where(closure.liquidated, np.minimum(hours, closure.hours), hours)
-        no_liq = no_liq * closure.no_liquidation_by
+    if len(closures) == 1:
+        only = closures[0]
+        p_liquidation = only.p_liquidation
+        curve_sums = {
+            "survival_sum": only.curve_sum,
+            "survival_sum_squares": only.curve_sum_squares,
+        }
+    else:  # independent crossings of different positions given the path (module docstring)
+        no_liq = np.prod([c.curve for c in closures], axis=0)
+        p_liquidation = 1.0 - no_liq[:, -1]
+        curve_sums = {
+            "survival_sum": no_liq.sum(axis=0),
+            "survival_sum_squares": np.square(no_liq).sum(axis=0),
+        }
     return ChunkOutcome(
         path_index=chunk.path_index,
-        p_liquidation=1.0 - no_liq[:, -1],
+        p_liquidation=p_liquidation,
         p_ruin=p_ruin,
         liquidated=any_liquidated,
         hours_to_liquidation=np.where(np.isfinite(hours), hours, np.nan),
         final_equity=final,
         min_equity=_min_with_troughs(chunk, equity_path, book, open_mask, margin, free, realised),
-        no_liquidation_by=no_liq,
+        **curve_sums,
     )
 
 
@@ -676,16 +662,15 @@ def _cross(scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChu
         clamp_positions=False,
         margin=None,
         log_liq_barrier=log_liq_barrier,
+        close_step=[np.minimum(stop_step[k], liq_step) for k in range(len(book))],
     )
     implies = np.broadcast_to((left <= threshold)[:, None], (n, steps))
     certain = np.where(liquidated & (left <= threshold), liq_step, steps)
-    p_ruin = _ruin_probability(log_ruin, account.log_liquidation, implies, certain)
+    p_ruin = ruin_probability(log_ruin, account.log_liquidation, implies, certain)
     # final equity and equity path
     wallet_end = np.concatenate([wallet, wallet[:, -1:]], axis=1)
     for k in range(len(book)):  # funding paid at the last grid point by open positions
-        wallet_end[:, -1] -= np.where(
-            stop_step[k] >= steps, paid[k][:, -1] - paid[k][:, -2], 0.0
-        )
+        wallet_end[:, -1] -= np.where(stop_step[k] >= steps, paid[k][:, -1] - paid[k][:, -2], 0.0)
     equity_path = wallet_end.copy()
     final = wallet_end[:, -1].copy()
     for k in range(len(book)):
@@ -698,9 +683,7 @@ def _cross(scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChu
     equity_path = np.where(grid_alive, equity_path, left[:, None])
     final = np.where(liquidated, left, final)
     realised_none = np.zeros((len(book), n))
-    minimum = _min_with_troughs(
-        chunk, equity_path, book, open_mask, None, constant, realised_none
-    )
+    minimum = _min_with_troughs(chunk, equity_path, book, open_mask, None, constant, realised_none)
     return ChunkOutcome(
         path_index=chunk.path_index,
         p_liquidation=account.p_liquidation,
@@ -709,7 +692,8 @@ def _cross(scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChu
         hours_to_liquidation=np.where(liquidated, account.hours, np.nan),
         final_equity=final,
         min_equity=np.minimum(minimum, np.where(liquidated, left, np.inf)),
-        no_liquidation_by=account.no_liquidation_by,
+        survival_sum=account.curve_sum,
+        survival_sum_squares=account.curve_sum_squares,
     )
 
 
@@ -743,9 +727,7 @@ class _SeededChunk:
         return getattr(self.chunk, name)
 
 
-def _chunks(
-    scenario: Scenario, paths: int, seed: int, chunk_paths: int
-) -> Iterator[_SeededChunk]:
+def _chunks(scenario: Scenario, paths: int, seed: int, chunk_paths: int) -> Iterator[_SeededChunk]:
     for chunk in simulate_paths(scenario, paths=paths, seed=seed, chunk_paths=chunk_paths):
         yield _SeededChunk(chunk, seed)
 

@@ -8,7 +8,7 @@ sqrt(paths). Isolated-minus-cross differences are computed path by path on the s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -61,8 +61,10 @@ class ChunkOutcome:
         Time of the sampled liquidation, hours (NaN if none).
     final_equity, min_equity : float arrays (n,)
         Account equity at the horizon (net of closing fees) and its minimum, quote currency.
-    no_liquidation_by : float array (n, steps + 1)
+    no_liquidation_by : float array (n, steps + 1), optional
         Conditional probability of no liquidation by each grid point; reduced to sums at once.
+    survival_sum, survival_sum_squares : float arrays (steps + 1,), optional
+        Those sums over paths, when the caller reduced them already.
     """
 
     path_index: IntArray
@@ -73,16 +75,17 @@ class ChunkOutcome:
     final_equity: FloatArray
     min_equity: FloatArray
     no_liquidation_by: FloatArray | None = None
-    survival_sum: FloatArray = field(init=False)
-    survival_sum_squares: FloatArray = field(init=False)
+    survival_sum: FloatArray | None = None
+    survival_sum_squares: FloatArray | None = None
 
     def __post_init__(self) -> None:
         curve = self.no_liquidation_by
-        if curve is None:
-            curve = np.ones((self.path_index.size, 1))
-        object.__setattr__(self, "survival_sum", curve.sum(axis=0))
-        object.__setattr__(self, "survival_sum_squares", np.square(curve).sum(axis=0))
-        object.__setattr__(self, "no_liquidation_by", None)  # free the (n, steps) array
+        if curve is not None:
+            object.__setattr__(self, "survival_sum", curve.sum(axis=0))
+            object.__setattr__(self, "survival_sum_squares", np.square(curve).sum(axis=0))
+            object.__setattr__(self, "no_liquidation_by", None)  # free the (n, steps) array
+        elif self.survival_sum is None or self.survival_sum_squares is None:
+            raise ValueError("give no_liquidation_by or both survival sums")
 
 
 def value_at_risk(losses: FloatArray, level: float = 0.95) -> tuple[float, float]:
