@@ -29,7 +29,10 @@ bench: $(STAMP)
 
 validate: $(STAMP)
 	$(BIN)/python -c "from margin_sim.notebooks import execute_notebook; \
-	print(execute_notebook('notebooks/validation.ipynb', {}, 'reports', 'validation')[1])"
+	print(execute_notebook('notebooks/validation.ipynb', dict(paths=20000, kou_paths=20000, \
+	leverages=[5, 10, 20, 50], horizons=['1d', '7d', '30d'], closes_paths=50000, \
+	convergence_engine_paths=[1000, 4000, 16000, 64000], \
+	convergence_baseline_paths=[100, 300, 1000, 3000]), 'reports', 'validation')[1])"
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
