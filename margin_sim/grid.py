@@ -428,8 +428,8 @@ def load_grid(path: str | os.PathLike[str]) -> Grid:
     Examples
     --------
     >>> grid = load_grid("params/grids/leverage-by-mode.yaml")
-    >>> grid.points[0].name
-    'leverage=1'
+    >>> grid.n_points, grid.points[0].name, grid.points[-1].name
+    (18, 'leverage=1', 'leverage=100')
     """
     path = Path(path)
     try:
@@ -596,6 +596,16 @@ dask.distributed.Client, optional
     are not computed again, so editing the grid file or the base scenario recomputes only
     the points whose inputs changed. Apart from :data:`RUN_COLUMNS` the table is the same
     for any executor, worker count and completion order.
+
+    The process pool starts its workers with the ``forkserver`` method (safe in a process
+    that runs threads), so a script that calls ``run_grid`` at top level needs the usual
+    ``if __name__ == "__main__":`` guard; notebooks and the command line need nothing.
+    Dask workers must have ``margin_sim`` installed (the points are pickled by reference).
+
+    Examples
+    --------
+    >>> table = run_grid("params/grids/leverage-by-mode.yaml", workers=2)  # doctest: +SKIP
+    >>> leverage_frontier(table, budget=0.01)  # doctest: +SKIP
     """
     return _run(
         _as_grid(grid_or_path),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -96,13 +97,18 @@ def _grid(args: argparse.Namespace) -> int:
         )
         print(f"leverage frontier (ruin probability < {args.budget:g}): {shown}")
     if not args.no_report:
-        from margin_sim.notebooks import NOTEBOOK_DIR, execute_notebook
+        from margin_sim.notebooks import NOTEBOOK_DIR, NotebookExecutionError, execute_notebook
 
-        notebook, html = execute_notebook(
-            NOTEBOOK_DIR / "grid.ipynb",
-            {"table": str(path.resolve()), "ruin_budget": args.budget},
-            args.out,
-            grid.name,
-        )
+        try:
+            notebook, html = execute_notebook(
+                NOTEBOOK_DIR / "grid.ipynb",
+                {"table": str(path.resolve()), "ruin_budget": args.budget},
+                args.out,
+                grid.name,
+            )
+        except NotebookExecutionError as error:
+            # the table is complete; only the write-up failed
+            print(f"margin-sim: error: grid report: {error}", file=sys.stderr)
+            return 1
         print(f"report: {html} (notebook {notebook})")
     return 0
