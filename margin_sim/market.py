@@ -21,13 +21,17 @@ Model, per asset ``a`` (log last price, time t in years)::
   lambda_W (E[1 - d (1 - recovery)] - 1)`` (independent compound Poisson parts multiply their
   exponential moments: E[exp(sum of N jumps)] = exp(lambda T (E[e^J] - 1))).
   ``E[e^J] = exp(m + s^2/2)`` (Merton) or ``p eta1/(eta1 - 1) + (1 - p) eta2/(eta2 + 1)``
-  (Kou 2002, eq. 2); for the capped exponential depth, ``E[min(beta X, c)] = beta theta
+  (Kou 2002); for the capped exponential depth, ``E[min(beta X, c)] = beta theta
   (1 - exp(-c / (beta theta)))`` for X exponential with mean theta.
 
 Generation: paths come in fixed blocks of :data:`BLOCK_PATHS`; block b draws everything from
 ``numpy.random.SeedSequence(seed).spawn(n_blocks)[b]`` (which is
 ``SeedSequence(seed, spawn_key=(b,))`` whatever ``n_blocks``), always for a full block, so a
-path's numbers are bit-identical for any chunk size and any total number of paths.
+path's numbers are bit-identical for any chunk size and any total number of paths. The bit
+generator is SFC64 (the fastest of numpy's for normal draws). Within a block the draws come in
+a fixed order: the diffusion normals, then per asset its jumps, per wick source its wicks
+(Poisson counts per path, then step, position in the step and size of every event), then one
+normal per asset and event for the bridge.
 Event times are uniform over the horizon; an event lies strictly inside a grid step, and the
 continuous part just before it is sampled exactly from the (correlated) Brownian bridge between
 the step's grid points (see :mod:`margin_sim._market_bridge`).
@@ -181,7 +185,7 @@ class _Model:
 
 
 def _mean_exp_jump(jumps: MertonJumps | KouJumps) -> float:
-    """E[exp(J)] of one log jump J (Merton 1976; Kou 2002 eq. 2)."""
+    """E[exp(J)] of one log jump J (Merton 1976; Kou 2002)."""
     if isinstance(jumps, MertonJumps):
         return math.exp(jumps.mean + 0.5 * jumps.std**2)
     eta1 = 1.0 / jumps.up_mean

@@ -491,3 +491,34 @@ def test_sample_paths_is_reproducible() -> None:
     again = sample_paths(s, 3, seed=3)
     assert first.equals(again[again.path < 2].reset_index(drop=True))
     assert not first.equals(sample_paths(s, 2, seed=4))
+
+
+def test_jumps_are_carried_to_later_events_and_grid_points() -> None:
+    """With vol 0 the path is exact: ln S0 + mu t + every earlier jump (several per step too)."""
+    wicks = {"per_year": 300, "depth_mean": 0.05, "recovery": 0.5}
+    s = make_scenario(
+        {
+            "A": {"price": 3, "vol": 0.0, "jumps": {**KOU, "per_year": 500}, "wicks": wicks},
+            "B": {"price": 9, "vol": 0.0, "drift": 0.4, "jumps": {**MERTON, "per_year": 200}},
+        },
+        market_wicks={"per_year": 100, "depth_mean": 0.05, "recovery": 0.2},
+        horizon="5d",
+        step="1d",
+    )
+    chunk = one_chunk(s, paths=40, seed=6)
+    e = chunk.events
+    mu = market.log_drift(s)
+    start = np.log([3.0, 9.0])
+    times = (e.step + e.frac) * s.dt_years
+    assert np.sum(e.path == 0) > 10
+    for k in range(40):
+        rows = np.flatnonzero(e.path == k)
+        total = np.zeros(2)
+        for i in rows:  # events are in time order
+            expected = start + mu * times[i] + total
+            assert np.allclose(e.log_before[:, i], expected, rtol=0, atol=1e-12)
+            total = total + e.jump[:, i]
+        for step in range(s.n_steps + 1):
+            before = rows[e.step[rows] < step]
+            expected = start + mu * step * s.dt_years + e.jump[:, before].sum(axis=1)
+            assert np.allclose(chunk.log_price[:, k, step], expected, rtol=0, atol=1e-12)
