@@ -460,10 +460,20 @@ def _concatenate_events(tables: list[EventTable], offsets: list[int], n_assets: 
     )
 
 
-def _positive_int(value: int, field: str) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ScenarioError(field, f"must be a positive whole number, got {value!r}")
-    return int(value)
+def _whole_number(value: object, field: str, smallest: int) -> int:
+    """``value`` as an int >= ``smallest``, or a :class:`ScenarioError` naming ``field``."""
+    try:
+        number = int(value)  # type: ignore[call-overload]
+        valid = not isinstance(value, bool) and number == value and number >= smallest
+    except (TypeError, ValueError, OverflowError):
+        valid = False
+    if not valid:
+        raise ScenarioError(field, f"must be a whole number >= {smallest}, got {value!r}")
+    return number
+
+
+def _positive_int(value: object, field: str) -> int:
+    return _whole_number(value, field, 1)
 
 
 def simulate_paths(
@@ -506,10 +516,7 @@ def simulate_paths(
     (1, 1000, 721)
     """
     n_paths = _positive_int(scenario.paths if paths is None else paths, "paths")
-    root = scenario.seed if seed is None else seed
-    if isinstance(root, bool) or int(root) != root or root < 0:
-        raise ScenarioError("seed", f"must be a whole number >= 0, got {root!r}")
-    root = int(root)
+    root = _whole_number(scenario.seed if seed is None else seed, "seed", 0)
     per_chunk = _positive_int(
         scenario.chunk_paths if chunk_paths is None else chunk_paths, "chunk_paths"
     )
@@ -679,7 +686,7 @@ def sample_paths(
     (2880, 11)
     """
     n = _positive_int(n_paths, "n_paths")
-    root = scenario.seed if seed is None else seed
+    root = _whole_number(scenario.seed if seed is None else seed, "seed", 0)
     bar, per_step = _bar_seconds(resolution, scenario.step)
     n_assets = len(scenario.asset_names)
     n_bars = scenario.n_steps * per_step
@@ -694,7 +701,7 @@ def sample_paths(
     events = chunk.events
     generators = [
         np.random.Generator(
-            np.random.SFC64(np.random.SeedSequence(int(root), spawn_key=(_FINE_STREAM_KEY, int(k))))
+            np.random.SFC64(np.random.SeedSequence(root, spawn_key=(_FINE_STREAM_KEY, int(k))))
         )
         for k in chunk.path_index
     ]

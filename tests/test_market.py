@@ -138,6 +138,10 @@ def test_bad_arguments_are_refused() -> None:
         next(iter(simulate_paths(s, chunk_paths=-5)))
     with pytest.raises(ScenarioError, match=r"^seed:"):
         next(iter(simulate_paths(s, seed=-1)))
+    with pytest.raises(ScenarioError, match=r"^paths:"):
+        next(iter(simulate_paths(s, paths="many")))  # type: ignore[arg-type]
+    with pytest.raises(ScenarioError, match=r"^n_paths:"):
+        sample_paths(s, 2.5)  # type: ignore[arg-type]
     with pytest.raises(ScenarioError, match=r"^resolution:"):
         sample_paths(s, 1, resolution="7s")
     with pytest.raises(ScenarioError, match=r"^resolution:"):
