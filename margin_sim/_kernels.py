@@ -14,6 +14,10 @@ import numpy as np
 
 from margin_sim._typing import FloatArray
 
+#: Crossing probabilities below exp(-NEGLIGIBLE_EXPONENT) are taken as 0 (both twins), which
+#: lets the kernels skip the exp/log for the many steps far from any barrier.
+NEGLIGIBLE_EXPONENT = 60.0
+
 __all__ = [
     "HAVE_NUMBA",
     "barrier_log_survival",
@@ -70,7 +74,10 @@ def numpy_barrier_log_survival(
     barrier = np.where(np.isnan(log_barrier), -direction * np.inf, log_barrier)
     start = direction * (log_price[:, :-1] - barrier)
     end = direction * (log_price[:, 1:] - barrier)
-    return bridge_log_survival(start, end, np.asarray(variance, float))
+    out = bridge_log_survival(start, end, np.asarray(variance, float))
+    with np.errstate(invalid="ignore", over="ignore"):
+        far = 2.0 * start * end > NEGLIGIBLE_EXPONENT * variance
+    return np.where(far & (start > 0), 0.0, out)
 
 
 @njit(cache=True, nogil=True)
@@ -86,6 +93,8 @@ def _barrier_log_survival(log_price, log_barrier, direction, variance, out):  # 
             d1 = direction * (log_price[i, s + 1] - b)
             if d0 <= 0.0 or d1 <= 0.0:
                 out[i, s] = -np.inf
+            elif 2.0 * d0 * d1 > NEGLIGIBLE_EXPONENT * variance:
+                out[i, s] = 0.0
             elif variance > 0.0:
                 out[i, s] = math.log1p(-math.exp(-2.0 * d0 * d1 / variance))
             else:
@@ -188,15 +197,17 @@ def _closure_scan(
             curve[i, 0] = 1.0
         for s in range(steps):
             lc = log_close[i, s]
-            q_close = -math.expm1(lc)
-            q_liq = -math.expm1(log_liquidation[i, s])
-            if q_liq > q_close:
-                q_liq = q_close
-            liquidated_by += math.exp(cumulative) * q_liq
-            cumulative += lc
-            if step_out[i] == steps and cumulative < log_u_step[i]:
-                step_out[i] = s
-                share_out[i] = q_liq / q_close if q_close > 0.0 else 0.0
+            ll = log_liquidation[i, s]
+            if lc != 0.0 or ll != 0.0:  # most steps carry no risk at all
+                q_close = -math.expm1(lc)
+                q_liq = -math.expm1(ll)
+                if q_liq > q_close:
+                    q_liq = q_close
+                liquidated_by += math.exp(cumulative) * q_liq
+                cumulative += lc
+                if step_out[i] == steps and cumulative < log_u_step[i]:
+                    step_out[i] = s
+                    share_out[i] = q_liq / q_close if q_close > 0.0 else 0.0
             c = 1.0 - liquidated_by
             if c < 0.0:
                 c = 0.0
@@ -265,7 +276,7 @@ def numpy_ruin_log_barrier(
     steps = constant.shape[1]
     level = constant - slope * entry
     if margin is not None:
-        level = level + margin
+        level = level + margin[:, :steps]
     with np.errstate(divide="ignore", invalid="ignore"):
         barrier_price = (threshold - level) / slope
         log_barrier = np.log(np.where(barrier_price > 0, barrier_price, np.nan))
@@ -297,6 +308,8 @@ def _ruin_log_barrier(
     n, steps = constant.shape
     certain = direction * np.inf
     for i in range(n):
+        last_price = np.nan
+        last_log = np.nan
         for s in range(steps):
             if s > close_step[i]:
                 out[i, s] = certain if constant[i, s] - threshold <= 0.0 else np.nan
@@ -308,7 +321,10 @@ def _ruin_log_barrier(
             if not barrier_price > 0.0:
                 out[i, s] = certain if direction < 0 else np.nan
                 continue
-            log_barrier = math.log(barrier_price)
+            if barrier_price != last_price:  # the level moves only with funding and closures
+                last_price = barrier_price
+                last_log = math.log(barrier_price)
+            log_barrier = last_log
             if has_liq:
                 liq = log_liq[i, s]
                 if direction * (log_barrier - liq) <= 0.0:
@@ -388,6 +404,8 @@ def numpy_ruin_probability(
 @njit(cache=True, nogil=True)
 def _ruin_probability(log_ruin, log_liq, implies, certain_step, out):  # pragma: no cover
     n, steps = log_ruin.shape
+    by_row = implies.shape[0] == n
+    by_step = implies.shape[1] == steps
     for i in range(n):
         if certain_step[i] < steps:
             out[i] = 1.0
@@ -395,7 +413,7 @@ def _ruin_probability(log_ruin, log_liq, implies, certain_step, out):  # pragma:
         total = 0.0
         for s in range(steps):
             r = log_ruin[i, s]
-            if implies[i, s]:
+            if implies[i if by_row else 0, s if by_step else 0]:
                 r = r - log_liq[i, s]
                 if math.isnan(r):
                     r = 0.0
@@ -411,14 +429,17 @@ def ruin_probability(
     implies_ruin: np.ndarray,
     certain_step: np.ndarray,
 ) -> FloatArray:
-    """Compiled :func:`numpy_ruin_probability` (same arguments and result)."""
+    """Compiled :func:`numpy_ruin_probability` (same arguments and result).
+
+    ``implies_ruin`` may be (n, S), (n, 1), (1, S) or (1, 1): it broadcasts.
+    """
     if not HAVE_NUMBA:
         return numpy_ruin_probability(log_ruin, log_liquidation, implies_ruin, certain_step)
     out = np.empty(log_ruin.shape[0])
     _ruin_probability(
         np.ascontiguousarray(log_ruin, dtype=np.float64),
         np.ascontiguousarray(log_liquidation, dtype=np.float64),
-        np.ascontiguousarray(np.broadcast_to(implies_ruin, log_ruin.shape), dtype=np.bool_),
+        np.ascontiguousarray(np.atleast_2d(implies_ruin), dtype=np.bool_),
         np.ascontiguousarray(certain_step, dtype=np.int64),
         out,
     )

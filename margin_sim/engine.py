@@ -43,6 +43,7 @@ a sampled liquidation is uniform within its step.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -172,7 +173,7 @@ def _funding_paid(
         )
         rate = rate + np.sqrt(counts) * funding.std * noise
     for k in range(len(book)):
-        price = np.exp(chunk.log_price[book.asset[k]])
+        price = chunk.prices[book.asset[k]]
         payment = book.sign[k] * book.quantity[k] * price * rate
         paid[k] = np.cumsum(payment, axis=1)
     return paid
@@ -322,7 +323,7 @@ def _linear_buffer_survival(
     ``value_at(prices, rows, steps)`` gives the buffer at prices ``(A, *shape)`` with the state
     of step ``steps`` of path ``rows``; ``gradient`` is (A, n, S), d buffer / d ln P_a.
     """
-    prices = np.exp(chunk.log_price)
+    prices = chunk.prices
     n, steps = gradient.shape[1:]
     rows = np.arange(n)[:, None]
     step_index = np.arange(steps)[None, :]
@@ -394,7 +395,7 @@ def _ruin_log_survival(
             total = total + np.where(open_mask[k][rows, steps_], value, 0.0)
         return total
 
-    prices = np.exp(chunk.log_price[:, :, :-1])
+    prices = chunk.prices[:, :, :-1]
     gradient = np.zeros((len(chunk.assets), n, steps))
     for k in range(len(book)):
         gradient[book.asset[k]] += np.where(
@@ -423,7 +424,7 @@ def _isolated(
         free -= share * int(book.auto_add.sum())
     counts = _funding_counts(scenario)
     paid = _funding_paid(scenario, rules, book, chunk, counts)
-    prices = np.exp(chunk.log_price)
+    prices = chunk.prices
     margin = [margin0[k] - paid[k] for k in range(len(book))]  # (n, S+1) each
     closures: list[_Closure] = []
     log_liq_barriers: list[FloatArray] = []
@@ -457,7 +458,7 @@ def _isolated(
         constant,
         threshold,
         clamp_positions=True,
-        margin=[m[:, :-1] for m in margin],
+        margin=margin,
         log_liq_barrier=log_liq_barriers[0],
         close_step=[c.step for c in closures],
     )
@@ -577,7 +578,7 @@ def _cross(scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChu
     wallet0 = balance - rules.taker_fee * book.notional.sum()
     counts = _funding_counts(scenario)
     paid = _funding_paid(scenario, rules, book, chunk, counts)
-    prices = np.exp(chunk.log_price)
+    prices = chunk.prices
     rows = np.arange(n)
     # stop-losses first: they depend only on each position's own price
     stops = [
@@ -664,7 +665,7 @@ def _cross(scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChu
         log_liq_barrier=log_liq_barrier,
         close_step=[np.minimum(stop_step[k], liq_step) for k in range(len(book))],
     )
-    implies = np.broadcast_to((left <= threshold)[:, None], (n, steps))
+    implies = (left <= threshold)[:, None]
     certain = np.where(liquidated & (left <= threshold), liq_step, steps)
     p_ruin = ruin_probability(log_ruin, account.log_liquidation, implies, certain)
     # final equity and equity path
@@ -716,7 +717,7 @@ def evaluate_chunk(
     return {mode: _MODES[mode](scenario, rules, book, seeded) for mode in scenario.modes}
 
 
-@dataclass(frozen=True)
+@dataclass
 class _SeededChunk:
     """A chunk of paths with the run's seed (for the engine's counter-based draws)."""
 
@@ -725,6 +726,11 @@ class _SeededChunk:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.chunk, name)
+
+    @functools.cached_property
+    def prices(self) -> FloatArray:
+        """Prices at the grid points, (A, n, S+1), computed once for every mode."""
+        return np.exp(self.chunk.log_price)
 
 
 def _chunks(scenario: Scenario, paths: int, seed: int, chunk_paths: int) -> Iterator[_SeededChunk]:
