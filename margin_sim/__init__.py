@@ -33,6 +33,8 @@ _ENTRY_POINTS = {
     "load_grid": "margin_sim.grid",
     "run_report": "margin_sim.notebooks",
     "load_candles": "margin_sim.data",
+    "run_backtest": "margin_sim.backtest",
+    "calibrate_market": "margin_sim.calibrate",
 }
 
 __all__ = ["__version__", *sorted(_ENTRY_POINTS)]
