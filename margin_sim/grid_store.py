@@ -241,7 +241,10 @@ class GridStore:
         table = self._to_table(ordered, axes)
         metadata = {**grid.metadata(), "version": __version__}
         table = table.replace_schema_metadata(
-            {**(table.schema.metadata or {}), _METADATA_KEY: json.dumps(metadata).encode()}
+            {
+                **(table.schema.metadata or {}),
+                _METADATA_KEY: json.dumps(metadata, default=str).encode(),
+            }
         )
         _write_atomic(table, self.table_path)
         if self.parts_dir.is_dir():
