@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MODE_COLORS",
     "SUMMARY_COLUMNS",
+    "coarsen_bars",
     "final_equity_figure",
     "initial_liquidation_prices",
     "probability_vs_leverage_figure",
@@ -50,8 +51,29 @@ SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
 
 _PATH_COLORS = ("#636efa", "#00a087", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880")
 _Z95 = 1.959963984540054  # two-sided 95% normal quantile
+_AXIS = {
+    "gridcolor": "#ebf0f8",
+    "linecolor": "#ebf0f8",
+    "zerolinecolor": "#ebf0f8",
+    "zerolinewidth": 2,
+    "automargin": True,
+    "ticks": "",
+    "title": {"standoff": 15},
+}
+# A small white template in the spirit of plotly's "plotly_white": the full built-in
+# templates cost ~25 ms to validate per figure, which the explorer pays on every slider move.
+_TEMPLATE: dict[str, Any] = {
+    "layout": {
+        "paper_bgcolor": "white",
+        "plot_bgcolor": "white",
+        "font": {"color": "#2a3f5f"},
+        "hovermode": "closest",
+        "hoverlabel": {"align": "left"},
+        "xaxis": _AXIS,
+        "yaxis": _AXIS,
+    }
+}
 _BASE_LAYOUT: dict[str, Any] = {
-    "template": "plotly_white",
     "height": 440,
     "margin": {"l": 60, "r": 20, "t": 100, "b": 50},
     "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0.0},
@@ -60,6 +82,51 @@ _BASE_LAYOUT: dict[str, Any] = {
 
 def _mode_color(mode: str) -> str:
     return MODE_COLORS.get(mode, "#7f7f7f")
+
+
+def _make_figure(traces: list[dict[str, Any]], layout: dict[str, Any]) -> go.Figure:
+    """The figure of plain trace and layout mappings, with the light template.
+
+    The builders assemble plain mappings and construct the figure once, without plotly's
+    per-property validation (``_validate=False``): validating every trace property costs
+    ~15× the rest of a builder, which the explorer pays on every slider move. The tests
+    construct every builder's output again with validation on.
+    """
+    return go.Figure(data=traces, layout={"template": _TEMPLATE, **layout}, _validate=False)
+
+
+def _vlines(marks: Sequence[tuple[float, str, str]], *, log_x: bool = False) -> dict[str, Any]:
+    """Vertical lines across the plot with a label on top, as layout shapes and annotations.
+
+    (``Figure.add_vline`` does the same but validates each shape separately, which is slow.)
+    """
+    shapes = [
+        {
+            "type": "line",
+            "xref": "x",
+            "yref": "paper",
+            "x0": x,
+            "x1": x,
+            "y0": 0,
+            "y1": 1,
+            "line": {"color": "#444", "width": 1, "dash": dash},
+        }
+        for x, _, dash in marks
+    ]
+    annotations = [
+        {
+            "x": float(np.log10(x)) if log_x else x,
+            "xref": "x",
+            "yref": "paper",
+            "y": 1,
+            "yanchor": "bottom",
+            "text": text,
+            "showarrow": False,
+        }
+        for x, text, _ in marks
+        if not log_x or x > 0
+    ]
+    return {"shapes": shapes, "annotations": annotations}
 
 
 def _layout(name: str, title: str, **extra: Any) -> dict[str, Any]:
@@ -130,23 +197,41 @@ def initial_liquidation_prices(scenario: Scenario, position: int = 0) -> dict[st
 # ------------------------------------------------------------------------ sample paths
 
 
-def _coarsen(bars: pd.DataFrame, factor: int) -> pd.DataFrame:
-    """Merge ``factor`` consecutive minute bars of each path into one (keeps the extremes)."""
-    if factor <= 1:
+def coarsen_bars(bars: pd.DataFrame, max_points: int | None) -> pd.DataFrame:
+    """Merge consecutive bars of each (path, asset) so none has more than ``max_points`` bars.
+
+    Parameters
+    ----------
+    bars : DataFrame
+        Bars as from :func:`margin_sim.market.sample_paths`.
+    max_points : int or None
+        Longest series wanted; None or a series already short enough returns ``bars``.
+
+    Returns
+    -------
+    DataFrame
+        Same columns; each merged bar opens with the first bar, closes with the last and
+        keeps the lowest low and highest high, so wick troughs stay exact.
+    """
+    keys = ["path", "asset"]
+    longest = int(bars.groupby(keys).size().max()) if len(bars) else 0
+    if not max_points or longest <= max_points:
         return bars
-    block = bars.groupby("path").cumcount().to_numpy() // factor
-    grouped = bars.groupby([bars["path"].to_numpy(), block], sort=True)
-    merged = grouped.agg(
-        hours=("hours", "last"),
-        last_close=("last_close", "last"),
-        last_low=("last_low", "min"),
-        last_high=("last_high", "max"),
-        mark_close=("mark_close", "last"),
-        mark_low=("mark_low", "min"),
-        mark_high=("mark_high", "max"),
-    )
-    merged.index = merged.index.set_names(["path", "block"])
-    return merged.reset_index().drop(columns="block")
+    factor = -(-longest // max_points)
+    ordered = bars.sort_values([*keys, "hours"], kind="stable")
+    block = ordered.groupby(keys).cumcount().to_numpy() // factor
+    grouped = ordered.groupby([ordered["path"].to_numpy(), ordered["asset"].to_numpy(), block])
+    how = {"hours": "first"}
+    for price in ("last", "mark"):
+        how |= {
+            f"{price}_open": "first",
+            f"{price}_high": "max",
+            f"{price}_low": "min",
+            f"{price}_close": "last",
+        }
+    merged = grouped.agg(how)
+    merged.index = merged.index.set_names(["path", "asset", "block"])
+    return merged.reset_index().drop(columns="block")[list(bars.columns)]
 
 
 def _first_crossing(
@@ -212,21 +297,20 @@ def sample_paths_figure(
     """
     if asset is None:
         asset = str(bars["asset"].iloc[0])
-    data = bars.loc[bars["asset"] == asset].sort_values(["path", "hours"], kind="stable")
-    longest = int(data.groupby("path").size().max()) if len(data) else 0
-    factor = 1 if not max_points or longest <= max_points else -(-longest // max_points)
-    data = _coarsen(data, factor)
+    data = bars.loc[bars["asset"] == asset]
+    data = coarsen_bars(data, max_points).sort_values(["path", "hours"], kind="stable")
     start = float(data["last_close"].iloc[0]) if len(data) else np.nan
     levels = {mode: float(p) for mode, p in (liquidation_prices or {}).items() if np.isfinite(p)}
-    figure = go.Figure()
+    traces: list[dict[str, Any]] = []
     crossings: dict[str, list[tuple[float, bool]]] = {mode: [] for mode in levels}
     # the dotted line is the side of the mark range liquidations are checked against
     low_or_high = "mark_high" if levels and min(levels.values()) > start else "mark_low"
     for k, (path, one) in enumerate(data.groupby("path", sort=True)):
         color = _PATH_COLORS[k % len(_PATH_COLORS)]
         hours = one["hours"].to_numpy(dtype=float)
-        figure.add_trace(
-            go.Scatter(
+        traces.append(
+            dict(
+                type="scatter",
                 x=hours.astype(np.float32),
                 y=one["last_close"].to_numpy(dtype=np.float32),
                 mode="lines",
@@ -247,8 +331,9 @@ def sample_paths_figure(
             )
             if hit is not None:
                 crossings[mode].append(hit)
-        figure.add_trace(
-            go.Scatter(
+        traces.append(
+            dict(
+                type="scatter",
                 x=hours.astype(np.float32),
                 y=one[low_or_high].to_numpy(dtype=np.float32),
                 mode="lines",
@@ -269,8 +354,9 @@ def sample_paths_figure(
     for mode, level in levels.items():
         color = _mode_color(mode)
         shown = "" if level in near else " (off the chart)"
-        figure.add_trace(
-            go.Scatter(
+        traces.append(
+            dict(
+                type="scatter",
                 x=[0.0, end],
                 y=[level, level],
                 mode="lines",
@@ -281,8 +367,9 @@ def sample_paths_figure(
         hits = crossings[mode]
         for wick, symbol, label in ((True, "x", "wick"), (False, "circle", "breakdown")):
             times = [t for t, w in hits if w == wick]
-            figure.add_trace(
-                go.Scatter(
+            traces.append(
+                dict(
+                    type="scatter",
                     x=times,
                     y=[level] * len(times),
                     mode="markers",
@@ -290,18 +377,19 @@ def sample_paths_figure(
                     name=f"{mode}: {label} liquidation ({len(times)})",
                 )
             )
-    minutes = factor if factor > 1 else 1
+    spacing = np.diff(data["hours"].to_numpy()[:2]) * 60 if len(data) > 1 else np.array([1.0])
+    minutes = max(round(float(spacing[0])), 1)
     resolution = "1-minute bars" if minutes == 1 else f"{minutes}-minute bars (lows kept)"
-    figure.update_layout(
+    return _make_figure(
+        traces,
         _layout(
             "sample_paths",
             title or f"Sample {asset} paths, {resolution}",
             xaxis={"title": {"text": "hours"}},
             yaxis={"title": {"text": f"{asset} price"}, "tickformat": ",.0f", "range": y_range},
             height=500,
-        )
+        ),
     )
-    return figure
 
 
 # ------------------------------------------------------------------------ distributions
@@ -313,9 +401,10 @@ def final_equity_figure(
     balance: float | None = None,
     ruin_equity: float | None = None,
     bins: int = 60,
+    as_loss: bool = False,
     title: str | None = None,
 ) -> go.Figure:
-    """Distribution of the account's final equity in each mode, on shared bins.
+    """Distribution of the account's final equity (or loss) in each mode, on shared bins.
 
     Parameters
     ----------
@@ -327,6 +416,8 @@ def final_equity_figure(
         Ruin threshold (equity); drawn as a vertical line.
     bins : int
         Number of bins over the common range.
+    as_loss : bool
+        Draw the loss ``balance - final equity`` instead (needs ``balance``).
     title : str, optional
 
     Returns
@@ -334,6 +425,15 @@ def final_equity_figure(
     go.Figure
         One bar trace per mode, probability per bin.
     """
+    if as_loss and balance is None:
+        raise ValueError("as_loss=True needs the starting balance")
+    per_path = per_path[["mode", "final_equity"]]
+    if as_loss:
+        per_path = per_path.assign(final_equity=balance - per_path["final_equity"])
+        balance, ruin_equity = (
+            None,
+            None if ruin_equity is None or balance is None else balance - ruin_equity,
+        )
     modes = list(dict.fromkeys(per_path["mode"]))
     values = per_path["final_equity"].to_numpy(dtype=float)
     finite = values[np.isfinite(values)]
@@ -343,14 +443,15 @@ def final_equity_figure(
         high = low + max(abs(low) * 1e-3, 1.0)
     edges = np.linspace(low, high, bins + 1)
     centers = 0.5 * (edges[1:] + edges[:-1])
-    figure = go.Figure()
+    traces: list[dict[str, Any]] = []
     for mode in modes:
         x = per_path.loc[per_path["mode"] == mode, "final_equity"].to_numpy(dtype=float)
         x = x[np.isfinite(x)]
         counts, _ = np.histogram(x, bins=edges)
         share = counts / max(x.size, 1)
-        figure.add_trace(
-            go.Bar(
+        traces.append(
+            dict(
+                type="bar",
                 x=centers,
                 y=share,
                 width=float(edges[1] - edges[0]),
@@ -359,25 +460,24 @@ def final_equity_figure(
                 opacity=0.6,
             )
         )
-    for value, label, dash in ((balance, "start", "solid"), (ruin_equity, "ruin", "dot")):
-        if value is not None and np.isfinite(value):
-            figure.add_vline(
-                x=float(value),
-                line={"color": "#444", "dash": dash, "width": 1},
-                annotation_text=f"{label} {value:,.0f}",
-                annotation_position="top",
-            )
-    figure.update_layout(
+    what = "loss" if as_loss else "final equity"
+    marks = [
+        (float(value), f"{label} {value:,.0f}", dash)
+        for value, label, dash in ((balance, "start", "solid"), (ruin_equity, "ruin", "dot"))
+        if value is not None and np.isfinite(value)
+    ]
+    return _make_figure(
+        traces,
         _layout(
             "final_equity",
-            title or "Final account equity",
+            title or ("Loss of the account" if as_loss else "Final account equity"),
+            **_vlines(marks),
             barmode="overlay",
             bargap=0.0,
-            xaxis={"title": {"text": "final equity (quote currency)"}, "tickformat": ",.0f"},
+            xaxis={"title": {"text": f"{what} (quote currency)"}, "tickformat": ",.0f"},
             yaxis={"title": {"text": "share of paths"}, "tickformat": ".0%"},
-        )
+        ),
     )
-    return figure
 
 
 def survival_figure(
@@ -399,7 +499,7 @@ def survival_figure(
     go.Figure
         Per mode a band trace (``fill="toself"``) and then the curve.
     """
-    figure = go.Figure()
+    traces: list[dict[str, Any]] = []
     for mode, curve in curves.items():
         hours = curve["hours"].to_numpy(dtype=float)
         survival = curve["survival"].to_numpy(dtype=float)
@@ -407,8 +507,9 @@ def survival_figure(
         upper = np.clip(survival + z * se, 0.0, 1.0)
         lower = np.clip(survival - z * se, 0.0, 1.0)
         color = _mode_color(mode)
-        figure.add_trace(
-            go.Scatter(
+        traces.append(
+            dict(
+                type="scatter",
                 x=np.concatenate([hours, hours[::-1]]),
                 y=np.concatenate([upper, lower[::-1]]),
                 fill="toself",
@@ -420,8 +521,9 @@ def survival_figure(
                 showlegend=False,
             )
         )
-        figure.add_trace(
-            go.Scatter(
+        traces.append(
+            dict(
+                type="scatter",
                 x=hours,
                 y=survival,
                 mode="lines",
@@ -429,21 +531,22 @@ def survival_figure(
                 name=mode,
             )
         )
-    figure.update_layout(
+    return _make_figure(
+        traces,
         _layout(
             "survival",
             title or "Probability of not yet being liquidated",
             xaxis={"title": {"text": "hours"}},
             yaxis={"title": {"text": "survival probability"}, "tickformat": ".0%"},
-        )
+        ),
     )
-    return figure
 
 
 def probability_vs_leverage_figure(
     table: pd.DataFrame,
     *,
     leverage: float | None = None,
+    current: pd.DataFrame | None = None,
     metrics: Sequence[str] = ("liquidation_probability", "ruin_probability"),
     title: str | None = None,
     z: float = _Z95,
@@ -456,6 +559,9 @@ def probability_vs_leverage_figure(
         Columns ``leverage, mode`` and, for each metric, ``<metric>`` and ``<metric>_se``.
     leverage : float, optional
         Current leverage, marked with a vertical line.
+    current : DataFrame, optional
+        Same columns as ``table``: the current setting's probabilities, drawn as stars
+        (one trace per metric after the curves).
     metrics : sequence of str
         Probabilities to draw; the first solid, the second dashed.
     z : float
@@ -465,10 +571,11 @@ def probability_vs_leverage_figure(
     Returns
     -------
     go.Figure
-        One trace per (metric, mode), in that order, x = leverage on a log axis.
+        One trace per (metric, mode), in that order, then with ``current`` one star trace
+        per metric; x = leverage on a log axis.
     """
     dashes = ("solid", "dash", "dot")
-    figure = go.Figure()
+    traces: list[dict[str, Any]] = []
     modes = list(dict.fromkeys(table["mode"]))
     for k, metric in enumerate(metrics):
         for mode in modes:
@@ -479,8 +586,9 @@ def probability_vs_leverage_figure(
                 if se_column in rows
                 else None
             )
-            figure.add_trace(
-                go.Scatter(
+            traces.append(
+                dict(
+                    type="scatter",
                     x=rows["leverage"].to_numpy(dtype=float),
                     y=rows[metric].to_numpy(dtype=float),
                     error_y=error,
@@ -489,22 +597,35 @@ def probability_vs_leverage_figure(
                     name=f"{mode}: {metric.replace('_', ' ')}",
                 )
             )
-    if leverage is not None:
-        figure.add_vline(
-            x=float(leverage),
-            line={"color": "#444", "width": 1, "dash": "dot"},
-            annotation_text=f"{leverage:g}x",
-            annotation_position="top",
-        )
-    figure.update_layout(
+    if current is not None:
+        symbols = ("star", "star-diamond", "star-square")
+        for k, metric in enumerate(metrics):
+            traces.append(
+                dict(
+                    type="scatter",
+                    x=current["leverage"].to_numpy(dtype=float),
+                    y=current[metric].to_numpy(dtype=float),
+                    mode="markers",
+                    marker={
+                        "color": [_mode_color(m) for m in current["mode"]],
+                        "symbol": symbols[k % len(symbols)],
+                        "size": 14,
+                        "line": {"color": "#222", "width": 1},
+                    },
+                    name=f"now: {metric.replace('_', ' ')}",
+                )
+            )
+    marks = [] if leverage is None else [(float(leverage), f"{leverage:g}x", "dot")]
+    return _make_figure(
+        traces,
         _layout(
             "probability_vs_leverage",
             title or "Probability against leverage",
+            **_vlines(marks, log_x=True),
             xaxis={"title": {"text": "leverage"}, "type": "log"},
             yaxis={"title": {"text": "probability"}, "range": [0, 1.02], "tickformat": ".0%"},
-        )
+        ),
     )
-    return figure
 
 
 def summary_table_figure(
@@ -539,29 +660,28 @@ def summary_table_figure(
         labels.append("isolated − cross")
         for k, (name, _, _) in enumerate(columns):
             values[k].append(_finite_or_none(difference.get(name, np.nan)))
-    figure = go.Figure(
-        go.Table(
-            header={
-                "values": ["mode", *(header for _, header, _ in columns)],
-                "fill": {"color": "#eef1f6"},
-                "align": "center",
-            },
-            cells={
-                "values": [labels, *values],
-                "format": [None, *(fmt for _, _, fmt in columns)],
-                "align": ["left", *(["right"] * len(columns))],
-                "height": 28,
-            },
-        )
-    )
-    figure.update_layout(
+    table = {
+        "type": "table",
+        "header": {
+            "values": ["mode", *(header for _, header, _ in columns)],
+            "fill": {"color": "#eef1f6"},
+            "align": "center",
+        },
+        "cells": {
+            "values": [labels, *values],
+            "format": [None, *(fmt for _, _, fmt in columns)],
+            "align": ["left", *(["right"] * len(columns))],
+            "height": 28,
+        },
+    }
+    return _make_figure(
+        [table],
         _layout(
             "summary_table",
             title or "Isolated versus cross",
             height=140 + 30 * len(labels),
-        )
+        ),
     )
-    return figure
 
 
 def _finite_or_none(value: Any) -> float | None:

@@ -47,6 +47,12 @@ def wick_and_breakdown() -> pd.DataFrame:
     return _bars({0: flat, 1: falling}, {0: flat_low, 1: falling - 0.5})
 
 
+def _valid(figure: go.Figure) -> go.Figure:
+    """The builders skip plotly's validation for speed: validate their output here."""
+    go.Figure(figure.to_plotly_json())  # raises ValueError on any invalid property
+    return figure
+
+
 def _trace(figure: go.Figure, name: str) -> go.Scatter:
     matches = [t for t in figure.data if t.name is not None and t.name.startswith(name)]
     assert len(matches) == 1, [t.name for t in figure.data]
@@ -54,8 +60,10 @@ def _trace(figure: go.Figure, name: str) -> go.Scatter:
 
 
 def test_sample_paths_marks_wick_and_breakdown(wick_and_breakdown: pd.DataFrame) -> None:
-    figure = plots.sample_paths_figure(
-        wick_and_breakdown, {"isolated": 90.0, "cross": 70.0}, max_points=None
+    figure = _valid(
+        plots.sample_paths_figure(
+            wick_and_breakdown, {"isolated": 90.0, "cross": 70.0}, max_points=None
+        )
     )
     assert figure.layout.meta["figure"] == "sample_paths"
     wick = _trace(figure, "isolated: wick")
@@ -75,7 +83,9 @@ def test_sample_paths_marks_wick_and_breakdown(wick_and_breakdown: pd.DataFrame)
 
 
 def test_sample_paths_coarsening_keeps_the_wick_trough(wick_and_breakdown: pd.DataFrame) -> None:
-    figure = plots.sample_paths_figure(wick_and_breakdown, {"isolated": 90.0}, max_points=50)
+    figure = _valid(
+        plots.sample_paths_figure(wick_and_breakdown, {"isolated": 90.0}, max_points=50)
+    )
     dotted = [t for t in figure.data if t.line is not None and t.line.dash == "dot"]
     assert len(dotted) == 2
     assert all(len(t.x) <= 50 for t in dotted)
@@ -84,7 +94,7 @@ def test_sample_paths_coarsening_keeps_the_wick_trough(wick_and_breakdown: pd.Da
 
 
 def test_sample_paths_without_lines_or_finite_prices(wick_and_breakdown: pd.DataFrame) -> None:
-    figure = plots.sample_paths_figure(wick_and_breakdown, {"isolated": float("nan")})
+    figure = _valid(plots.sample_paths_figure(wick_and_breakdown, {"isolated": float("nan")}))
     assert not any("liquidation" in (t.name or "") for t in figure.data)
     assert len(figure.data) == 4  # two paths, last and mark each
 
@@ -100,7 +110,7 @@ def test_final_equity_shares_sum_to_one() -> None:
             ),
         }
     )
-    figure = plots.final_equity_figure(per_path, balance=10000, ruin_equity=5000, bins=40)
+    figure = _valid(plots.final_equity_figure(per_path, balance=10000, ruin_equity=5000, bins=40))
     assert figure.layout.meta["figure"] == "final_equity"
     assert [t.name.split(" ")[0] for t in figure.data] == ["isolated", "cross"]
     for trace in figure.data:
@@ -115,7 +125,7 @@ def test_survival_curve_and_band() -> None:
     survival = np.exp(-hours / 10)
     se = np.full_like(hours, 0.2)
     curve = pd.DataFrame({"hours": hours, "survival": survival, "survival_se": se})
-    figure = plots.survival_figure({"isolated": curve, "cross": curve.assign(survival=1.0)})
+    figure = _valid(plots.survival_figure({"isolated": curve, "cross": curve.assign(survival=1.0)}))
     band, line = figure.data[0], figure.data[1]
     np.testing.assert_array_equal(line.y, survival)
     assert band.fill == "toself"
@@ -135,7 +145,7 @@ def test_probability_vs_leverage_traces() -> None:
             "ruin_probability_se": [0.01] * 6,
         }
     )
-    figure = plots.probability_vs_leverage_figure(table, leverage=5)
+    figure = _valid(plots.probability_vs_leverage_figure(table, leverage=5))
     assert len(figure.data) == 4
     first = figure.data[0]
     assert first.name == "isolated: liquidation probability"
@@ -153,7 +163,9 @@ def test_summary_table_keeps_raw_numbers() -> None:
         },
         index=pd.Index(["isolated", "cross"], name="mode"),
     )
-    figure = plots.summary_table_figure(summary, difference={"liquidation_probability": 0.11})
+    figure = _valid(
+        plots.summary_table_figure(summary, difference={"liquidation_probability": 0.11})
+    )
     cells = figure.data[0].cells.values
     assert list(cells[0]) == ["isolated", "cross", "isolated − cross"]
     assert list(cells[1]) == [0.123456789, 0.01, 0.11]
@@ -172,3 +184,33 @@ def test_initial_liquidation_price_matches_binance_formula(tiny_scenario: dict) 
     assert prices["cross"] == pytest.approx(
         (cross_wallet - quantity * entry) / (quantity * 0.004 - quantity), rel=1e-12
     )
+
+
+def test_probability_vs_leverage_current_stars() -> None:
+    table = pd.DataFrame(
+        {
+            "leverage": [2, 10, 2, 10],
+            "mode": ["isolated", "isolated", "cross", "cross"],
+            "liquidation_probability": [0.0, 0.5, 0.0, 0.1],
+            "ruin_probability": [0.0, 0.05, 0.0, 0.1],
+        }
+    )
+    current = table.iloc[[1, 3]].assign(leverage=7.0)
+    figure = _valid(plots.probability_vs_leverage_figure(table, current=current, leverage=7.0))
+    star = _trace(figure, "now: liquidation")
+    np.testing.assert_array_equal(star.x, [7.0, 7.0])
+    np.testing.assert_array_equal(star.y, [0.5, 0.1])
+    assert figure.layout.shapes[0].x0 == 7.0
+
+
+def test_loss_distribution_is_balance_minus_equity() -> None:
+    per_path = pd.DataFrame(
+        {"mode": ["isolated"] * 4, "final_equity": [10000.0, 9000.0, 9000.0, 5000.0]}
+    )
+    figure = _valid(plots.final_equity_figure(per_path, balance=10000, as_loss=True, bins=5))
+    bars = figure.data[0]
+    # losses 0, 1000, 1000, 5000 on 5 bins of 1000 from 0 to 5000
+    np.testing.assert_allclose(bars.x, [500, 1500, 2500, 3500, 4500])
+    np.testing.assert_allclose(bars.y, [0.25, 0.5, 0.0, 0.0, 0.25])
+    with pytest.raises(ValueError, match="balance"):
+        plots.final_equity_figure(per_path, as_loss=True)
