@@ -59,8 +59,9 @@ from margin_sim._kernels import (
 from margin_sim._typing import FloatArray, IntArray
 from margin_sim.bridge import EventKnots, patch_event_steps, step_log_survival
 from margin_sim.counter_rng import counter_normal, counter_uniform
+from margin_sim.errors import ScenarioError
 from margin_sim.exchange import ExchangeRules
-from margin_sim.market import PathChunk, simulate_paths
+from margin_sim.market import BLOCK_PATHS, PathChunk, simulate_paths
 from margin_sim.metrics import ChunkOutcome, SimulationResult
 from margin_sim.scenario import Scenario
 
@@ -738,6 +739,39 @@ def _chunks(scenario: Scenario, paths: int, seed: int, chunk_paths: int) -> Iter
         yield _SeededChunk(chunk, seed)
 
 
+def _evaluate_range(
+    scenario: Scenario, first_path: int, paths: int, seed: int
+) -> dict[str, ChunkOutcome]:
+    """Worker job: paths ``first_path .. first_path + paths - 1`` in one chunk."""
+    rules = ExchangeRules(scenario.exchange)
+    book = _Book.from_scenario(scenario)
+    (chunk,) = simulate_paths(
+        scenario, paths=paths, seed=seed, chunk_paths=paths, first_path=first_path
+    )
+    seeded = _SeededChunk(chunk, seed)
+    return {mode: _MODES[mode](scenario, rules, book, seeded) for mode in scenario.modes}
+
+
+def _parallel_outcomes(
+    scenario: Scenario, paths: int, seed: int, chunk_paths: int, workers: int
+) -> Iterator[dict[str, ChunkOutcome]]:
+    """Chunks evaluated in worker processes, yielded in path order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunk_paths = -(-chunk_paths // BLOCK_PATHS) * BLOCK_PATHS
+    starts = range(0, paths, chunk_paths)
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = [
+            pool.submit(_evaluate_range, scenario, start, min(chunk_paths, paths - start), seed)
+            for start in starts
+        ]
+        for future in futures:
+            yield future.result()
+
+
 def simulate(
     scenario: Scenario,
     *,
@@ -745,6 +779,7 @@ def simulate(
     seed: int | None = None,
     progress: bool = True,
     chunk_paths: int | None = None,
+    workers: int = 1,
 ) -> SimulationResult:
     """Simulate a scenario in every margin mode on the same paths.
 
@@ -758,6 +793,9 @@ def simulate(
         Show a progress bar on stderr (only for runs of more than one chunk).
     chunk_paths : int, optional
         Paths evaluated at once; sets memory, never the numbers.
+    workers : int
+        Worker processes evaluating chunks in parallel (1: in this process). The numbers do
+        not depend on it.
 
     Returns
     -------
@@ -774,16 +812,28 @@ def simulate(
     paths = scenario.paths if paths is None else int(paths)
     seed = scenario.seed if seed is None else int(seed)
     chunk_paths = scenario.chunk_paths if chunk_paths is None else int(chunk_paths)
-    rules = ExchangeRules(scenario.exchange)
-    book = _Book.from_scenario(scenario)
-    outcomes: dict[str, list[ChunkOutcome]] = {mode: [] for mode in scenario.modes}
-    chunks = _chunks(scenario, paths, seed, chunk_paths)
-    n_chunks = -(-paths // chunk_paths)
+    if paths < 1:
+        raise ScenarioError("paths", f"must be a positive number of paths, got {paths}")
+    if workers < 1:
+        raise ScenarioError("workers", f"must be at least 1, got {workers}")
+    n_chunks = -(-paths // (-(-chunk_paths // BLOCK_PATHS) * BLOCK_PATHS))
+    if workers > 1 and n_chunks > 1:
+        results: Iterator[dict[str, ChunkOutcome]] = _parallel_outcomes(
+            scenario, paths, seed, chunk_paths, min(workers, n_chunks)
+        )
+    else:
+        rules = ExchangeRules(scenario.exchange)
+        book = _Book.from_scenario(scenario)
+        results = (
+            {mode: _MODES[mode](scenario, rules, book, chunk) for mode in scenario.modes}
+            for chunk in _chunks(scenario, paths, seed, chunk_paths)
+        )
     if progress and n_chunks > 1:
         from tqdm.auto import tqdm
 
-        chunks = tqdm(chunks, total=n_chunks, unit="chunk", desc=scenario.name, leave=False)
-    for chunk in chunks:
-        for mode in scenario.modes:
-            outcomes[mode].append(_MODES[mode](scenario, rules, book, chunk))
+        results = tqdm(results, total=n_chunks, unit="chunk", desc=scenario.name, leave=False)
+    outcomes: dict[str, list[ChunkOutcome]] = {mode: [] for mode in scenario.modes}
+    for by_mode in results:
+        for mode, outcome in by_mode.items():
+            outcomes[mode].append(outcome)
     return SimulationResult.from_outcomes(scenario, paths=paths, seed=seed, outcomes=outcomes)

@@ -482,6 +482,7 @@ def simulate_paths(
     paths: int | None = None,
     seed: int | None = None,
     chunk_paths: int | None = None,
+    first_path: int = 0,
 ) -> Iterator[PathChunk]:
     """Generate price paths chunk by chunk.
 
@@ -496,6 +497,10 @@ def simulate_paths(
     chunk_paths : int, optional
         Paths per chunk, rounded up to a multiple of :data:`BLOCK_PATHS`; default
         ``scenario.chunk_paths``. Sets memory (O(chunk_paths x n_steps)), never the numbers.
+    first_path : int
+        Global number of the first path, a multiple of :data:`BLOCK_PATHS`: paths
+        ``first_path .. first_path + paths - 1`` are generated, identical to the same paths of
+        a run from 0 (this is how workers split a run).
 
     Yields
     ------
@@ -521,18 +526,34 @@ def simulate_paths(
         scenario.chunk_paths if chunk_paths is None else chunk_paths, "chunk_paths"
     )
     blocks_per_chunk = -(-per_chunk // BLOCK_PATHS)
+    if isinstance(first_path, bool) or first_path < 0 or first_path % BLOCK_PATHS:
+        raise ScenarioError(
+            "first_path", f"must be a multiple of {BLOCK_PATHS} >= 0, got {first_path!r}"
+        )
     model = _model(scenario)
-    return _chunks(model, scenario.asset_names, n_paths, root, blocks_per_chunk)
+    return _chunks(
+        model,
+        scenario.asset_names,
+        first_path + n_paths,
+        root,
+        blocks_per_chunk,
+        first_path // BLOCK_PATHS,
+    )
 
 
 def _chunks(
-    model: _Model, assets: tuple[str, ...], n_paths: int, seed: int, blocks_per_chunk: int
+    model: _Model,
+    assets: tuple[str, ...],
+    n_paths: int,
+    seed: int,
+    blocks_per_chunk: int,
+    start_block: int = 0,
 ) -> Iterator[PathChunk]:
     n_blocks = -(-n_paths // BLOCK_PATHS)
     times = np.arange(model.n_steps + 1, dtype=np.float64) * model.dt_years
     step_variance = model.vol**2 * model.dt_years
     scratch = np.empty((model.n_assets, BLOCK_PATHS, model.n_steps))
-    for first_block in range(0, n_blocks, blocks_per_chunk):
+    for first_block in range(start_block, n_blocks, blocks_per_chunk):
         last_block = min(first_block + blocks_per_chunk, n_blocks)
         first_path = first_block * BLOCK_PATHS
         n = min(last_block * BLOCK_PATHS, n_paths) - first_path

@@ -29,6 +29,12 @@ def register(subparsers: Any) -> None:
         metavar="KEY.PATH=VALUE",
         help="override a scenario key, e.g. account.positions.0.leverage=20 (repeatable)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (same numbers for any count; default 1)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_run)
@@ -57,7 +63,9 @@ def _run(args: argparse.Namespace) -> int:
     # imported after validation so that bad input is reported before any numerics load
     from margin_sim.engine import simulate
 
-    result = simulate(scenario, progress=not args.no_progress and not args.json)
+    result = simulate(
+        scenario, progress=not args.no_progress and not args.json, workers=args.workers
+    )
     summary = result.summary()
     if args.json:
         payload = {
