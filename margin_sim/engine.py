@@ -281,6 +281,19 @@ def _position_closure(
     direction = book.sign[k]
     asset = book.asset[k]
     has_stop = not math.isnan(book.stop[k])
+    if log_liq_barrier is None and not has_stop:  # nothing can close it
+        nothing = np.zeros((1, 1))
+        return _Closure(
+            step=np.full(n, steps),
+            liquidated=np.zeros(n, bool),
+            hours=np.full(n, np.nan),
+            p_liquidation=np.zeros(n),
+            curve_sum=np.full(steps + 1, float(n)),
+            curve_sum_squares=np.full(steps + 1, float(n)),
+            curve=np.ones((n, steps + 1)) if keep_curve else None,
+            log_close=nothing,
+            log_liquidation=nothing,
+        )
     zeros = np.zeros((n, steps))
     if log_liq_barrier is not None:
         log_liq, log_liq_events = _log_barrier_survival(
