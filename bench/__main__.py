@@ -128,7 +128,7 @@ def render(rows: list[dict[str, Any]], *, command: str, quick: bool) -> str:
                 notes.append(
                     f"D1 efficiency: at equal compute time the engine's standard error is "
                     f"{np.sqrt(var_time[1] / var_time[0]):,.0f}x smaller than the baseline's "
-                    "(per-path probabilities instead of hit counts, and an hourly grid)."
+                    "(standard error squared times run time, measured)."
                 )
     checks = []
     for name in ("W1", "W2"):
