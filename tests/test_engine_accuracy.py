@@ -578,3 +578,59 @@ def test_isolated_positions_on_one_driver_liquidate_like_one_position(step: str)
     result = ms.simulate(scenario, progress=False)
     got = result.per_path.sort_values("path")["p_liquidation"].to_numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9)
+
+
+# ------------------------------------------------------------------------------ jumps
+
+
+def _jump_only_liquidation_mc(
+    rate: float, mean: float, std: float, horizon: float, log_barrier: float, n: int, seed: int
+) -> tuple[float, float]:
+    """P(min ln S <= log_barrier) for ln S(t) = mu t + compound Poisson (normal sizes), by
+    Monte Carlo here. mu = -rate (E[e^J] - 1) keeps E[S_T] = S_0 (Merton 1976); with
+    mu >= 0 the minimum is reached just after a jump (or at 0)."""
+    rng = np.random.default_rng(seed)
+    mu = -rate * math.expm1(mean + 0.5 * std**2)
+    assert mu >= 0
+    counts = rng.poisson(rate * horizon, n)
+    width = int(counts.max())
+    valid = np.arange(width)[None, :] < counts[:, None]
+    times = np.sort(np.where(valid, rng.uniform(0, horizon, (n, width)), np.inf), axis=1)
+    sizes = rng.normal(mean, std, (n, width))
+    sizes[~valid] = 0.0
+    level = np.where(valid, mu * np.where(valid, times, 0.0) + np.cumsum(sizes, axis=1), np.inf)
+    hit = (level.min(axis=1, initial=np.inf) <= log_barrier).astype(float)
+    p = hit.mean()
+    return p, math.sqrt(p * (1 - p) / n)
+
+
+@pytest.mark.parametrize("step", ["1h", "1d"])
+def test_jump_liquidation_matches_compound_poisson(step: str) -> None:
+    """No diffusion: only permanent jumps (checked exactly after each jump) can liquidate."""
+    rate, mean, std = 100.0, -0.03, 0.02
+    base = diffusion_scenario(Case(10, 0.0, "7d", step, "long", 20000, ("isolated",), 170))
+    mapping = base.to_mapping()
+    mapping["market"]["assets"]["X"]["jumps"] = {
+        "model": "merton",
+        "per_year": rate,
+        "mean": mean,
+        "std": std,
+    }
+    scenario = ms.load_scenario(mapping)
+    row = ms.simulate(scenario, progress=False).summary().loc["isolated"]
+    expected, se_mc = _jump_only_liquidation_mc(
+        rate,
+        mean,
+        std,
+        scenario.horizon_years,
+        math.log(liquidation_barrier(10, MMR, "long")),
+        200_000,
+        171,
+    )
+    se = math.hypot(row["liquidation_probability_se"], se_mc)
+    assert 0.05 < expected < 0.95
+    assert abs(row["liquidation_probability"] - expected) < Z_MAX * se, (
+        row["liquidation_probability"],
+        expected,
+        se,
+    )
