@@ -29,20 +29,21 @@ Opening taker fee from the wallet (from the isolated margin on hyperliquid); fun
 interval on the grid point at or after each funding time, on the mark notional, paid from the
 isolated margin (isolated) or the wallet (cross); on liquidation an isolated position loses its
 whole margin, a cross account keeps ``max(0, MM - liquidation_fee * notional)``; a stop-loss
-closes at the stop price with the taker fee; open positions are valued at the horizon net of
+closes at the first price beyond the stop with the taker fee (the stop price after a diffusive
+crossing; the post-jump price or the wick trough when a gap went through it); open positions are valued at the horizon net of
 the closing taker fee.
 
 Approximations (stated, and tested where they matter)
 -----------------------------------------------------
 Different isolated positions are treated as crossing independently within a step given the
-grid values; the cross buffer of several assets is linear in the log prices within a step; a
-stop-loss fills at the stop price even where a wick gapped through it, and where a stop is
-nearer than the liquidation price only a jump or trough can liquidate the position; the time of
-a sampled liquidation is uniform within its step.
+grid values; the cross buffer of several assets is linear in the log prices within a step;
+where a stop is nearer than the liquidation price only a jump or trough can liquidate the
+position; the time of a sampled liquidation is uniform within its step.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Iterator
@@ -57,7 +58,12 @@ from margin_sim._kernels import (
     ruin_probability,
 )
 from margin_sim._typing import FloatArray, IntArray
-from margin_sim.bridge import EventKnots, patch_event_steps, step_log_survival
+from margin_sim.bridge import (
+    EventKnots,
+    bridge_log_survival,
+    patch_event_steps,
+    step_log_survival,
+)
 from margin_sim.counter_rng import counter_normal, counter_uniform
 from margin_sim.errors import ScenarioError
 from margin_sim.exchange import ExchangeRules
@@ -71,6 +77,7 @@ __all__ = ["SimulationResult", "evaluate_chunk", "simulate"]
 _SLOT_FUNDING = 1
 _SLOT_CLOSE = 10  # + 3 * position: close step, kind, time in step
 _SLOT_CROSS = 5
+_SLOT_FILL = 1000  # + position: which part of the closing step a stop was crossed in
 
 
 @dataclass(frozen=True)
@@ -234,6 +241,7 @@ class _Closure:
     curve: FloatArray | None  # (n, S+1) P(not liquidated by grid point k), when asked for
     log_close: FloatArray  # (n, S) per-step log survival of closing (any cause)
     log_liquidation: FloatArray  # (n, S) per-step log P(no liquidation | open at start)
+    fill: FloatArray | None = None  # (n,) price a stop-loss filled at (NaN where none)
 
 
 def _sample_closure(
@@ -313,7 +321,100 @@ def _position_closure(
         stop_nearer |= np.isnan(log_liq_barrier)
     log_close = np.where(stop_nearer, np.minimum(log_stop, log_liq_events), log_liq)
     log_liquidation = np.where(stop_nearer, log_liq_events, log_liq)
-    return _sample_closure(chunk, scenario, log_close, log_liquidation, slot, keep_curve)
+    closure = _sample_closure(chunk, scenario, log_close, log_liquidation, slot, keep_curve)
+    stopped = (closure.step < steps) & ~closure.liquidated
+    fill = np.where(stopped, book.stop[k], np.nan)
+    gapped, price = _gap_fills(chunk, book, k, closure.step, stopped)
+    fill[gapped] = price
+    return dataclasses.replace(closure, fill=fill)
+
+
+def _gap_fills(
+    chunk: PathChunk, book: _Book, k: int, step: IntArray, stopped: np.ndarray
+) -> tuple[IntArray, FloatArray]:
+    """Stops crossed by a jump or a wick rather than by the diffusion, and their fill prices.
+
+    In the closing step of a stopped path the crossing happened in one of the bridge segments
+    between knots (fill at the stop price) or at one of the events (a jump or wick trough
+    through the stop: fill at the first price beyond it, the post-jump price or the trough).
+    Which one is sampled in proportion to its probability, given that the stop was crossed in
+    that step: segment j has P(open before) * q_j, an event that crosses has P(open before).
+
+    Returns
+    -------
+    rows : int array
+        Paths whose stop filled at an event.
+    price : float array
+        Their fill prices (last price), quote currency.
+    """
+    events = chunk.events
+    if not events.path.size:
+        return np.zeros(0, np.int64), np.zeros(0)
+    chosen = stopped[events.path] & (events.step == step[events.path])
+    if not chosen.any():
+        return np.zeros(0, np.int64), np.zeros(0)
+    index = np.flatnonzero(chosen)
+    rows, steps_ = events.path[index], events.step[index]
+    direction, asset = book.sign[k], book.asset[k]
+    log_stop = math.log(book.stop[k])
+    x = chunk.log_price[asset]
+    variance = float(chunk.step_variance[asset])
+    before = events.log_before[asset][index]
+    trough = before + events.trough_last[asset][index]
+    after = before + events.jump[asset][index]
+    frac = events.frac[index]
+    # rank of each event inside its (path, step): events are sorted by (path, step, frac)
+    new_group = np.concatenate([[True], rows[1:] != rows[:-1]])
+    group = np.cumsum(new_group) - 1
+    rank = np.arange(rows.size) - np.flatnonzero(new_group)[group]
+    n_groups, depth = int(group[-1]) + 1, int(rank.max()) + 1
+    group_rows = rows[new_group]
+    group_steps = steps_[new_group]
+    weight = np.zeros((n_groups, 2 * depth + 1))  # segment 0, event 0, segment 1, ..., last segment
+    open_ = np.ones(n_groups)
+    previous = direction * (x[group_rows, group_steps] - log_stop)
+    previous_frac = np.zeros(n_groups)
+    for r in range(depth):
+        at = rank == r
+        g = group[at]
+        q = -np.expm1(
+            bridge_log_survival(
+                previous[g],
+                direction * (before[at] - log_stop),
+                variance * (frac[at] - previous_frac[g]),
+            )
+        )
+        weight[g, 2 * r] = open_[g] * q
+        open_[g] *= 1.0 - q
+        crosses = (direction * (trough[at] - log_stop) <= 0) | (
+            direction * (after[at] - log_stop) <= 0
+        )
+        weight[g, 2 * r + 1] = np.where(crosses, open_[g], 0.0)
+        open_[g] = np.where(crosses, 0.0, open_[g])
+        previous[g] = direction * (after[at] - log_stop)
+        previous_frac[g] = frac[at]
+    last = -np.expm1(
+        bridge_log_survival(
+            previous,
+            direction * (x[group_rows, group_steps + 1] - log_stop),
+            variance * (1.0 - previous_frac),
+        )
+    )
+    weight[:, -1] = open_ * last
+    cumulative = np.cumsum(weight, axis=1)
+    total = cumulative[:, -1]
+    u = counter_uniform(chunk.seed, chunk.path_index[group_rows], _SLOT_FILL + k)
+    pick = np.argmax(cumulative >= (u * total)[:, None], axis=1)
+    at_event = (pick % 2 == 1) & (total > 0)
+    event_rank = pick // 2
+    # the event of each group with the picked rank
+    lookup = np.full((n_groups, depth), -1)
+    lookup[group, rank] = np.arange(rows.size)
+    picked = lookup[np.flatnonzero(at_event), event_rank[at_event]]
+    # first price beyond the stop: the trough if the wick went through it, else the new level
+    through_trough = direction * (trough[picked] - log_stop) <= 0
+    price = np.exp(np.where(through_trough, trough[picked], after[picked]))
+    return group_rows[at_event], price
 
 
 def _open_mask(step: IntArray, steps: int) -> np.ndarray:
@@ -454,10 +555,11 @@ def _isolated(
     realised = np.zeros((len(book), n))
     for k, closure in enumerate(closures):
         at = np.minimum(closure.step, steps)
+        fill = closure.fill if closure.fill is not None else np.full(n, np.nan)
         stop_value = (
             margin[k][rows, at]
-            + book.sign[k] * book.quantity[k] * (book.stop[k] - book.entry[k])
-            - rules.taker_fee * book.quantity[k] * book.stop[k]
+            + book.sign[k] * book.quantity[k] * (fill - book.entry[k])
+            - rules.taker_fee * book.quantity[k] * fill
         )
         realised[k] = np.where(closure.liquidated, 0.0, np.nan_to_num(stop_value))
     # equity constant part during each step: free wallet + realised values of closed positions
@@ -602,9 +704,11 @@ def _cross(scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChu
     stop_step = [c.step for c in stops]
     stop_open = [_open_mask(s, steps) for s in stop_step]
     stop_gain = [
-        book.sign[k] * book.quantity[k] * (book.stop[k] - book.entry[k])
-        - rules.taker_fee * book.quantity[k] * book.stop[k]
-        for k in range(len(book))
+        book.sign[k] * book.quantity[k] * (c.fill - book.entry[k])
+        - rules.taker_fee * book.quantity[k] * c.fill
+        if c.fill is not None
+        else np.zeros(n)
+        for k, c in enumerate(stops)
     ]
     # wallet during step s: opening fees, funding while open, realised stop results
     wallet = np.full((n, steps), wallet0)
@@ -612,7 +716,7 @@ def _cross(scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChu
         paid_k = paid[k][:, :-1]
         paid_at_close = paid[k][rows, np.minimum(stop_step[k], steps)]
         wallet = wallet - np.where(stop_open[k], paid_k, paid_at_close[:, None])
-        wallet = wallet + np.where(stop_open[k], 0.0, np.nan_to_num(stop_gain[k]))
+        wallet = wallet + np.where(stop_open[k], 0.0, np.nan_to_num(stop_gain[k])[:, None])
     if len(book) == 1:
         k = 0
         log_liq_barrier = _liquidation_log_barrier(

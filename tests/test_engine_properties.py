@@ -284,11 +284,6 @@ def test_stop_loss_reduces_isolated_liquidation() -> None:
     assert p1.mean() < 0.5 * p0.mean()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine fills a stop at the stop price even when a jump gaps through it (stated "
-    "approximation in engine.py); issue 5 says it fills at the first price beyond the stop",
-)
 def test_a_stop_gapped_by_a_jump_fills_at_the_price_after_the_jump() -> None:
     """Issue 5: a stop-loss is "filled at the first price beyond the stop, so a gap or wick
     fills worse". With frequent -8% jumps, a 2x long (liquidation ~50% away) with a 4% stop
