@@ -30,8 +30,8 @@ interval on the grid point at or after each funding time, on the mark notional, 
 isolated margin (isolated) or the wallet (cross); on liquidation an isolated position loses its
 whole margin, a cross account keeps ``max(0, MM - liquidation_fee * notional)``; a stop-loss
 closes at the first price beyond the stop with the taker fee (the stop price after a diffusive
-crossing; the post-jump price or the wick trough when a gap went through it); open positions are valued at the horizon net of
-the closing taker fee.
+crossing; the post-jump price or the wick trough when a gap went through it); open positions
+are valued at the horizon net of the closing taker fee.
 
 Approximations (stated, and tested where they matter)
 -----------------------------------------------------
