@@ -634,3 +634,69 @@ def test_jump_liquidation_matches_compound_poisson(step: str) -> None:
         expected,
         se,
     )
+
+
+# ---------------------------------------------------------------------------- funding
+
+
+@pytest.mark.parametrize("side", ["long", "short"])
+def test_funding_moves_the_isolated_barrier_at_each_payment(side: str) -> None:
+    """Per path, exactly: funding (rate per 8h on the mark notional, paid at the grid point of
+    each funding time) comes out of the isolated margin M, and Binance's isolated liquidation
+    price with margin M_t is ``LP_t = (M_t - s Q EP) / (Q mmr - s Q)`` (DESIGN.md sec. 4).
+    Step s uses the margin after the payments at its start; the liquidation probability is one
+    minus the product of the bridge survivals to ``ln LP`` over the steps."""
+    rate = 0.002
+    case = Case(10, 0.8, "2d", "1h", side, 2000, ("isolated",), 180)
+    mapping = diffusion_scenario(case).to_mapping()
+    mapping["exchange"]["funding"] = {"interval": "8h", "rate": rate}
+    scenario = ms.load_scenario(mapping)
+    s = 1.0 if side == "long" else -1.0
+    margin, quantity = 100.0, 1000.0
+    steps = scenario.n_steps
+    paid_at = (np.arange(steps + 1) % 8 == 0) & (np.arange(steps + 1) > 0)
+    expected = []
+    for chunk in simulate_paths(scenario):
+        price = np.exp(chunk.log_price[0])
+        payments = np.where(paid_at[None, :], s * quantity * price * rate, 0.0)
+        margin_at = margin - np.cumsum(payments, axis=1)[:, :-1]  # margin during step s
+        barrier = (margin_at - s * quantity) / (quantity * MMR - s * quantity)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_barrier = np.log(barrier)
+            start = s * (chunk.log_price[0][:, :-1] - log_barrier)
+            end = s * (chunk.log_price[0][:, 1:] - log_barrier)
+            log_survival = np.where(
+                (start > 0) & (end > 0),
+                np.log1p(-np.exp(-2.0 * start * end / chunk.step_variance[0])),
+                -np.inf,
+            )
+        expected.append(-np.expm1(log_survival.sum(axis=1)))
+    result = ms.simulate(scenario, progress=False)
+    got = result.per_path.sort_values("path")["p_liquidation"].to_numpy()
+    np.testing.assert_allclose(got, np.concatenate(expected), rtol=1e-9, atol=1e-12)
+
+
+# ----------------------------------------------------------------------- final equity
+
+
+def test_final_equity_is_a_stopped_martingale_without_fees() -> None:
+    """Drift 0, no fees or funding: the price is a martingale, equity is linear in it and
+    stopped at the liquidation, so (optional stopping) E[final equity] = balance in cross,
+    where a liquidated account keeps its maintenance margin ``mmr Q b`` (liquidation fee 0).
+    Isolated (wallet = margin) loses that maintenance margin too: E = B - mmr Q b P(liq)."""
+    case = Case(10, 0.8, "7d", "1d", "long", 20000, ("isolated", "cross"), 190)
+    result = ms.simulate(diffusion_scenario(case), progress=False)
+    summary = result.summary()
+    balance, quantity = 100.0, 1000.0
+    barrier = liquidation_barrier(10, MMR, "long")
+    p_liq = reference_probability(case)
+    expected = {"cross": balance, "isolated": balance - MMR * quantity * barrier * p_liq}
+    for mode, value in expected.items():
+        mean = summary.loc[mode, "expected_final_equity"]
+        se = summary.loc[mode, "expected_final_equity_se"]
+        assert abs(mean - value) < Z_MAX * se, (mode, mean, se, value)
+    # paired, the difference is much sharper: isolated - cross = -mmr Q b P(liq)
+    row = result.difference().loc["expected_final_equity"]
+    lost = -MMR * quantity * barrier * p_liq
+    assert row["se"] < 0.5 * summary.loc["cross", "expected_final_equity_se"]
+    assert abs(row["difference"] - lost) < Z_MAX * row["se"], (row["difference"], row["se"], lost)
