@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/margin-sim run params/scenarios/baseline.yaml
+	$(BIN)/margin-sim report params/scenarios/baseline.yaml --out reports
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
