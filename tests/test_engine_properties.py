@@ -373,3 +373,44 @@ def test_multi_asset_scenarios_run_end_to_end(name: str) -> None:
         p = summary.loc[mode, ["ruin_probability", "liquidation_probability"]].to_numpy(float)
         assert np.all((p >= 0) & (p <= 1))
         assert summary.loc[mode, "expected_final_equity"] <= result.scenario.account.balance * 2
+
+
+# ----------------------------------------------------------------- stops and auto-add
+
+
+@pytest.mark.parametrize("step", ["1h", "1d"])
+@pytest.mark.parametrize("mode", ["isolated", "cross"])
+def test_a_stop_nearer_than_liquidation_leaves_only_gaps_to_liquidate(step: str, mode: str) -> None:
+    """Pure diffusion (no jumps or wicks): a continuous price reaches a 5% stop before the
+    ~9.5% liquidation price of a 10x long, so the position is never liquidated, in either
+    mode, at any step (engine.py: "where a stop is nearer than the liquidation price only a
+    jump or trough can liquidate the position")."""
+    overrides = (
+        ("paths", 4000),
+        ("horizon", "7d"),
+        ("step", step),
+        ("market.assets.BTC.jumps", None),
+        ("market.assets.BTC.wicks", None),
+        ("account.balance", 1000),
+        ("account.positions.0.stop_loss", 0.05),
+        ("modes", (mode,)),
+    )
+    frame = _mode(_run("baseline", overrides), mode)
+    assert frame["p_liquidation"].max() < 1e-12, (
+        frame["p_liquidation"].mean(),
+        frame["liquidated"].mean(),
+    )
+    assert not frame["liquidated"].any()
+
+
+def test_auto_add_margin_with_one_position_has_the_cross_barrier() -> None:
+    """Auto-add puts the whole free wallet behind the single isolated position: its
+    liquidation and ruin probabilities are the cross account's, path by path."""
+    result = _run("baseline", (*TIGHT, ("account.positions.0.auto_add_margin", True)))
+    isolated, cross = _mode(result, "isolated"), _mode(result, "cross")
+    for column in ("p_liquidation", "p_ruin"):
+        np.testing.assert_allclose(
+            isolated[column].to_numpy(), cross[column].to_numpy(), rtol=1e-9, atol=1e-12
+        )
+    plain = _mode(_run("baseline", TIGHT), "isolated")
+    assert isolated["p_liquidation"].mean() < plain["p_liquidation"].mean()
