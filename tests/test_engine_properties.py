@@ -414,3 +414,24 @@ def test_auto_add_margin_with_one_position_has_the_cross_barrier() -> None:
         )
     plain = _mode(_run("baseline", TIGHT), "isolated")
     assert isolated["p_liquidation"].mean() < plain["p_liquidation"].mean()
+
+
+def test_a_path_whose_equity_touched_the_threshold_is_ruined_for_certain() -> None:
+    """min_equity (grid points and wick troughs of the sampled trajectory) at or below the
+    ruin threshold means ruin happened on that path: its p_ruin must be 1."""
+    cases = [
+        ("baseline", TIGHT),
+        ("hedge", (("paths", 1000), ("horizon", "2d"), ("ruin.equity_fraction", 0.95))),
+        ("degen", (("paths", 1000), ("horizon", "1d"))),
+    ]
+    touched_any = 0
+    for name, overrides in cases:
+        result = _run(name, overrides)
+        threshold = result.scenario.ruin.equity_fraction * result.scenario.account.balance
+        for mode in result.modes:
+            frame = _mode(result, mode)
+            touched = frame["min_equity"].to_numpy() <= threshold - 1e-9
+            touched_any += int(touched.sum())
+            p_ruin = frame["p_ruin"].to_numpy()[touched]
+            assert np.all(p_ruin >= 1 - 1e-12), (name, mode, p_ruin.min())
+    assert touched_any > 100
