@@ -378,11 +378,14 @@ def test_multi_asset_scenarios_run_end_to_end(name: str) -> None:
 # ----------------------------------------------------------------- stops and auto-add
 
 
+@pytest.mark.parametrize("side", ["long", "short"])
 @pytest.mark.parametrize("step", ["1h", "1d"])
 @pytest.mark.parametrize("mode", ["isolated", "cross"])
-def test_a_stop_nearer_than_liquidation_leaves_only_gaps_to_liquidate(step: str, mode: str) -> None:
+def test_a_stop_nearer_than_liquidation_leaves_only_gaps_to_liquidate(
+    step: str, mode: str, side: str
+) -> None:
     """Pure diffusion (no jumps or wicks): a continuous price reaches a 5% stop before the
-    ~9.5% liquidation price of a 10x long, so the position is never liquidated, in either
+    ~9.5% liquidation price of a 10x position, so the position is never liquidated, in either
     mode, at any step (engine.py: "where a stop is nearer than the liquidation price only a
     jump or trough can liquidate the position")."""
     overrides = (
@@ -393,6 +396,7 @@ def test_a_stop_nearer_than_liquidation_leaves_only_gaps_to_liquidate(step: str,
         ("market.assets.BTC.wicks", None),
         ("account.balance", 1000),
         ("account.positions.0.stop_loss", 0.05),
+        ("account.positions.0.side", side),
         ("modes", (mode,)),
     )
     frame = _mode(_run("baseline", overrides), mode)
