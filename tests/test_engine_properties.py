@@ -439,3 +439,32 @@ def test_a_path_whose_equity_touched_the_threshold_is_ruined_for_certain() -> No
             p_ruin = frame["p_ruin"].to_numpy()[touched]
             assert np.all(p_ruin >= 1 - 1e-12), (name, mode, p_ruin.min())
     assert touched_any > 100
+
+
+@pytest.mark.parametrize("side", ["long", "short"])
+def test_fees_and_funding_on_a_still_price_are_accounted_exactly(side: str) -> None:
+    """vol 0, no jumps or wicks, drift 0: the price stays at entry, so the final equity is
+    the balance minus the opening and closing taker fees and the 21 funding payments of 7
+    days (every 8h in (0, T]), paid by a long and received by a short, in both modes."""
+    rate = 0.0005
+    overrides = (
+        ("paths", 500),
+        ("horizon", "7d"),
+        ("market.assets.BTC.vol", 0.0),
+        ("market.assets.BTC.jumps", None),
+        ("market.assets.BTC.wicks", None),
+        ("account.positions.0.side", side),
+        ("exchange.funding.rate", rate),
+    )
+    scenario = _load("baseline", overrides)
+    result = _run("baseline", overrides)
+    position = scenario.account.positions[0]
+    s = 1.0 if side == "long" else -1.0
+    fee = scenario.exchange.taker_fee
+    expected = (
+        scenario.account.balance - 2 * fee * position.notional - s * 21 * rate * position.notional
+    )
+    for mode in ("isolated", "cross"):
+        frame = _mode(result, mode)
+        np.testing.assert_allclose(frame["final_equity"].to_numpy(), expected, rtol=1e-12)
+        assert frame["p_liquidation"].max() == 0.0 and frame["p_ruin"].max() == 0.0
