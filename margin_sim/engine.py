@@ -35,10 +35,12 @@ are valued at the horizon net of the closing taker fee.
 
 Approximations (stated, and tested where they matter)
 -----------------------------------------------------
-Different isolated positions are treated as crossing independently within a step given the
-grid values; the cross buffer of several assets is linear in the log prices within a step;
-where a stop is nearer than the liquidation price only a jump or trough can liquidate the
-position; the time of a sampled liquidation is uniform within its step.
+Isolated positions on different assets (or opposite sides) are treated as crossing
+independently within a step given the knots (same asset, or assets with correlation 1 and
+the same volatility, and the same side: nested barriers, exact); the cross buffer of several
+assets is linear in the log prices within a step; where a stop is nearer than the liquidation
+price only a jump or trough can liquidate the position; the time of a sampled liquidation is
+uniform within its step.
 """
 
 from __future__ import annotations
@@ -173,7 +175,7 @@ def _funding_paid(
     paid = np.zeros((len(book), n, counts.size))
     if not counts.any() or (funding.rate == 0 and funding.std == 0):
         return paid
-    rate = np.broadcast_to(counts * funding.rate, (n, counts.size)).astype(float)
+    rate: FloatArray = (counts * funding.rate)[None, :]
     if funding.model == "random" and funding.std > 0:
         interval_index = np.cumsum(counts)
         noise = counter_normal(
@@ -417,6 +419,19 @@ def _gap_fills(
     return group_rows[at_event], price
 
 
+def _drivers(chunk: PathChunk) -> IntArray:
+    """Group the assets driven by one Brownian motion (correlation 1 and the same volatility):
+    their log returns between knots are identical, so their barriers are nested."""
+    correlation, variance = chunk.correlation, chunk.step_variance
+    driver = np.arange(variance.size)
+    for a in range(variance.size):
+        for b in range(a):
+            if correlation[a, b] >= 1.0 - 1e-12 and math.isclose(variance[a], variance[b]):
+                driver[a] = driver[b]
+                break
+    return driver
+
+
 def _open_mask(step: IntArray, steps: int) -> np.ndarray:
     """(n, S) True where the thing is open during step s (it closes inside step ``step``)."""
     return np.arange(steps)[None, :] <= step[:, None]
@@ -546,9 +561,7 @@ def _isolated(
     for k in range(len(book)):
         log_liq = _liquidation_log_barrier(rules, book, k, margin[k][:, :-1], counts, True)
         log_liq_barriers.append(log_liq)
-        closures.append(
-            _position_closure(chunk, scenario, book, k, log_liq, _SLOT_CLOSE + 3 * k, len(book) > 1)
-        )
+        closures.append(_position_closure(chunk, scenario, book, k, log_liq, _SLOT_CLOSE + 3 * k))
     rows = np.arange(n)
     open_mask = [_open_mask(c.step, steps) for c in closures]
     # value realised at closure (0 when liquidated: the whole isolated margin is lost)
@@ -561,55 +574,62 @@ def _isolated(
             + book.sign[k] * book.quantity[k] * (fill - book.entry[k])
             - rules.taker_fee * book.quantity[k] * fill
         )
-        realised[k] = np.where(closure.liquidated, 0.0, np.nan_to_num(stop_value))
+        # a stop filled beyond the bankruptcy price loses the margin, no more (isolated)
+        realised[k] = np.where(closure.liquidated, 0.0, np.maximum(np.nan_to_num(stop_value), 0.0))
     # equity constant part during each step: free wallet + realised values of closed positions
     constant = np.full((n, steps), free)
     for k in range(len(book)):
         constant = constant + np.where(open_mask[k], 0.0, realised[k][:, None])
-    log_ruin = _ruin_log_survival(
-        chunk,
-        scenario,
-        book,
-        open_mask,
-        constant,
-        threshold,
-        clamp_positions=True,
-        margin=margin,
-        log_liq_barrier=log_liq_barriers[0],
-        close_step=[c.step for c in closures],
-    )
-    # a liquidation implies ruin when the equity left without that position is <= threshold
-    implies = np.zeros((n, steps), bool)
-    log_implying = np.zeros((n, steps))
-    certain = np.full(n, steps)
-    step_values = (
-        []
-        if len(book) == 1
-        else [
-            np.where(
-                open_mask[k],
-                np.maximum(
-                    margin[k][:, :-1]
-                    + book.sign[k]
-                    * book.quantity[k]
-                    * (prices[book.asset[k]][:, :-1] - book.entry[k]),
+    # an isolated position's value never goes below 0, so equity >= the free wallet plus what
+    # closed positions realised: when that floor is above the threshold ruin is impossible
+    floor = free + np.minimum(realised, 0.0).sum(axis=0)
+    if np.all(floor > threshold):
+        p_ruin = np.zeros(n)
+    else:
+        log_ruin = _ruin_log_survival(
+            chunk,
+            scenario,
+            book,
+            open_mask,
+            constant,
+            threshold,
+            clamp_positions=True,
+            margin=margin,
+            log_liq_barrier=log_liq_barriers[0],
+            close_step=[c.step for c in closures],
+        )
+        # a liquidation implies ruin when the equity left without that position is <= threshold
+        implies = np.zeros((n, steps), bool)
+        log_implying = np.zeros((n, steps))
+        certain = np.full(n, steps)
+        step_values = (
+            []
+            if len(book) == 1
+            else [
+                np.where(
+                    open_mask[k],
+                    np.maximum(
+                        margin[k][:, :-1]
+                        + book.sign[k]
+                        * book.quantity[k]
+                        * (prices[book.asset[k]][:, :-1] - book.entry[k]),
+                        0.0,
+                    ),
                     0.0,
-                ),
-                0.0,
-            )
-            for k in range(len(book))
-        ]
-    )
-    total_open_value = np.sum(step_values, axis=0) if step_values else 0.0
-    for k, closure in enumerate(closures):
-        left = constant + total_open_value - step_values[k] if step_values else constant
-        implies_k = open_mask[k] & (left <= threshold)
-        implies |= implies_k
-        log_implying = log_implying + np.where(implies_k, closure.log_liquidation, 0.0)
-        at = np.minimum(closure.step, steps - 1)
-        ruins = closure.liquidated & implies_k[rows, at]
-        certain = np.where(ruins, np.minimum(certain, closure.step), certain)
-    p_ruin = ruin_probability(log_ruin, log_implying, implies, certain)
+                )
+                for k in range(len(book))
+            ]
+        )
+        total_open_value = np.sum(step_values, axis=0) if step_values else 0.0
+        for k, closure in enumerate(closures):
+            left = constant + total_open_value - step_values[k] if step_values else constant
+            implies_k = open_mask[k] & (left <= threshold)
+            implies |= implies_k
+            log_implying = log_implying + np.where(implies_k, closure.log_liquidation, 0.0)
+            at = np.minimum(closure.step, steps - 1)
+            ruins = closure.liquidated & implies_k[rows, at]
+            certain = np.where(ruins, np.minimum(certain, closure.step), certain)
+        p_ruin = ruin_probability(log_ruin, log_implying, implies, certain)
     # final equity and the equity path
     final = np.full(n, free)
     equity_path = np.full((n, steps + 1), free)
@@ -640,13 +660,25 @@ def _isolated(
             "survival_sum": only.curve_sum,
             "survival_sum_squares": only.curve_sum_squares,
         }
-    else:  # independent crossings of different positions given the path (module docstring)
-        no_liq = np.prod([c.curve for c in closures], axis=0)
-        p_liquidation = 1.0 - no_liq[:, -1]
-        curve_sums = {
-            "survival_sum": no_liq.sum(axis=0),
-            "survival_sum_squares": np.square(no_liq).sum(axis=0),
-        }
+    else:
+        # P(no position liquidated in a step): positions on the same asset and side have nested
+        # barriers (the nearest one is crossed first); different ones cross independently
+        # given the knots (module docstring). A position counts until a sampled stop-loss.
+        driver = _drivers(chunk)
+        keys = [(int(driver[book.asset[k]]), float(book.sign[k])) for k in range(len(book))]
+        log_any = np.zeros((n, steps))
+        for key in sorted(set(keys)):
+            nearest = np.zeros((n, steps))
+            for k, closure in enumerate(closures):
+                if keys[k] == key:
+                    # a liquidation ends nothing here (it is the event), a sampled stop does
+                    stopped_step = np.where(closure.liquidated, steps, closure.step)
+                    log_k = np.where(_open_mask(stopped_step, steps), closure.log_liquidation, 0.0)
+                    nearest = np.minimum(nearest, log_k)
+            log_any += nearest
+        never = np.full(n, -np.inf)
+        _, _, p_liquidation, curve_sum, curve_sq, _ = closure_scan(log_any, log_any, never, False)
+        curve_sums = {"survival_sum": curve_sum, "survival_sum_squares": curve_sq}
     return ChunkOutcome(
         path_index=chunk.path_index,
         p_liquidation=p_liquidation,
@@ -696,11 +728,22 @@ def _cross(scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChu
     paid = _funding_paid(scenario, rules, book, chunk, counts)
     prices = chunk.prices
     rows = np.arange(n)
-    # stop-losses first: they depend only on each position's own price
-    stops = [
-        _position_closure(chunk, scenario, book, k, None, _SLOT_CLOSE + 3 * k)
-        for k in range(len(book))
-    ]
+    single = len(book) == 1
+    if single:
+        # one position: the account is that position with the whole wallet as its margin, so
+        # its stop-loss and its liquidation compete exactly as in isolated mode
+        wallet_open = wallet0 - paid[0][:, :-1]
+        log_liq_barrier = _liquidation_log_barrier(rules, book, 0, wallet_open, counts, True)
+        account = _position_closure(chunk, scenario, book, 0, log_liq_barrier, _SLOT_CLOSE)
+        stops = [
+            dataclasses.replace(account, step=np.where(account.liquidated, steps, account.step))
+        ]
+    else:
+        # stop-losses first: they depend only on each position's own price
+        stops = [
+            _position_closure(chunk, scenario, book, k, None, _SLOT_CLOSE + 3 * k)
+            for k in range(len(book))
+        ]
     stop_step = [c.step for c in stops]
     stop_open = [_open_mask(s, steps) for s in stop_step]
     stop_gain = [
@@ -717,16 +760,7 @@ def _cross(scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChu
         paid_at_close = paid[k][rows, np.minimum(stop_step[k], steps)]
         wallet = wallet - np.where(stop_open[k], paid_k, paid_at_close[:, None])
         wallet = wallet + np.where(stop_open[k], 0.0, np.nan_to_num(stop_gain[k])[:, None])
-    if len(book) == 1:
-        k = 0
-        log_liq_barrier = _liquidation_log_barrier(
-            rules, book, k, wallet, counts, piecewise_constant=math.isnan(book.stop[k])
-        )
-        log_liq_barrier = np.where(stop_open[k], log_liq_barrier, np.nan)
-        log_liq, _ = _log_barrier_survival(
-            chunk, book.asset[k], log_liq_barrier, book.sign[k], "mark"
-        )
-    else:
+    if not single:
         log_liq_barrier = None
 
         def buffer_at(prices_: FloatArray, r: IntArray, s: IntArray) -> FloatArray:
@@ -750,7 +784,7 @@ def _cross(scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChu
                 stop_open[j], (book.sign[j] - rate) * book.quantity[j] * asset_price, 0.0
             )
         log_liq, _ = _linear_buffer_survival(chunk, buffer_at, gradient)
-    account = _sample_closure(chunk, scenario, log_liq, log_liq, _SLOT_CROSS)
+        account = _sample_closure(chunk, scenario, log_liq, log_liq, _SLOT_CROSS)
     liquidated = account.liquidated
     liq_step = np.where(liquidated, account.step, steps)
     alive = _open_mask(liq_step, steps)  # account open during step s
@@ -760,7 +794,9 @@ def _cross(scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChu
     maintenance = np.zeros(n)
     notional = np.zeros(n)
     for k in range(len(book)):
-        price_at = prices[book.asset[k]][rows, at]
+        # one position: at its liquidation price; several: the step's starting prices
+        price_at = np.exp(log_liq_barrier[rows, at]) if single else prices[book.asset[k]][rows, at]
+        price_at = np.where(np.isfinite(price_at), price_at, prices[book.asset[k]][rows, at])
         is_open = stop_open[k][rows, at]
         maintenance += np.where(
             is_open,
