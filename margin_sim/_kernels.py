@@ -96,7 +96,11 @@ def _barrier_log_survival(log_price, log_barrier, direction, variance, out):  # 
             elif 2.0 * d0 * d1 > NEGLIGIBLE_EXPONENT * variance:
                 out[i, s] = 0.0
             elif variance > 0.0:
-                out[i, s] = math.log1p(-math.exp(-2.0 * d0 * d1 / variance))
+                x = -2.0 * d0 * d1 / variance
+                if x > -0.6931471805599453:
+                    out[i, s] = math.log(-math.expm1(x))
+                else:
+                    out[i, s] = math.log1p(-math.exp(x))
             else:
                 out[i, s] = 0.0
 

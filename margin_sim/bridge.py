@@ -24,6 +24,8 @@ import numpy as np
 
 from margin_sim._typing import FloatArray, IntArray
 
+_LN2 = 0.6931471805599453
+
 __all__ = ["EventKnots", "bridge_log_survival", "patch_event_steps", "step_log_survival"]
 
 
@@ -56,7 +58,10 @@ def bridge_log_survival(b0: FloatArray, b1: FloatArray, variance: FloatArray) ->
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         exponent = np.where(safe & (variance > 0), -2.0 * b0 * b1 / variance, -np.inf)
         exponent = np.where(np.isnan(exponent), -np.inf, exponent)  # inf * 0: no barrier
-        log_survival = np.log1p(-np.exp(exponent))
+        # log(1 - e^x): log(-expm1(x)) near x = 0, log1p(-e^x) below -ln 2 (both accurate there)
+        log_survival = np.where(
+            exponent > -_LN2, np.log(-np.expm1(exponent)), np.log1p(-np.exp(exponent))
+        )
     return np.where(safe, log_survival, -np.inf)
 
 

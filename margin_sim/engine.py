@@ -48,7 +48,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -169,23 +169,38 @@ def _funding_paid(
     chunk: PathChunk,
     counts: IntArray,
 ) -> FloatArray:
-    """Cumulative funding paid by each position up to each grid point, (K, n, S+1), quote."""
+    """Cumulative funding paid by each position up to each grid point, (K, n, S+1), quote.
+
+    The same in every mode, so it is computed once per chunk. Payments happen only at the
+    grid points that hold a funding time; the cumulative sum runs over those columns and is
+    then spread over the grid.
+    """
+    cache = chunk.cache
+    if "funding" in cache:
+        return cache["funding"]
     funding = rules.funding
     n = chunk.path_index.size
-    paid = np.zeros((len(book), n, counts.size))
-    if not counts.any() or (funding.rate == 0 and funding.std == 0):
+    columns = np.flatnonzero(counts)
+    if not columns.size or (funding.rate == 0 and funding.std == 0):
+        paid = np.zeros((len(book), n, counts.size))
+        cache["funding"] = paid
         return paid
-    rate: FloatArray = (counts * funding.rate)[None, :]
+    rate: FloatArray = (counts[columns] * funding.rate)[None, :]
     if funding.model == "random" and funding.std > 0:
-        interval_index = np.cumsum(counts)
+        interval_index = np.cumsum(counts)[columns]
         noise = counter_normal(
             chunk.seed, chunk.path_index[:, None], _SLOT_FUNDING, interval_index[None, :]
         )
-        rate = rate + np.sqrt(counts) * funding.std * noise
+        rate = rate + np.sqrt(counts[columns]) * funding.std * noise
+    # grid point k has paid the payments of the funding columns <= k
+    spread = np.searchsorted(columns, np.arange(counts.size), side="right")
+    paid = np.empty((len(book), n, counts.size))
     for k in range(len(book)):
-        price = chunk.prices[book.asset[k]]
-        payment = book.sign[k] * book.quantity[k] * price * rate
-        paid[k] = np.cumsum(payment, axis=1)
+        price = chunk.prices[book.asset[k]][:, columns]
+        cumulative = np.zeros((n, columns.size + 1))
+        np.cumsum(book.sign[k] * book.quantity[k] * price * rate, axis=1, out=cumulative[:, 1:])
+        paid[k] = cumulative[:, spread]
+    cache["funding"] = paid
     return paid
 
 
@@ -445,21 +460,26 @@ def _step_covariance(chunk: PathChunk) -> FloatArray:
 
 def _linear_buffer_survival(
     chunk: PathChunk,
-    value_at: callable,  # type: ignore[valid-type]
-    gradient: FloatArray,
+    value_at: Callable[[FloatArray, IntArray, IntArray], FloatArray],
+    gradient_at: Callable[[FloatArray], FloatArray],
 ) -> tuple[FloatArray, FloatArray]:
     """Step log-survival of a money buffer linearised in the log prices within each step.
 
     ``value_at(prices, rows, steps)`` gives the buffer at prices ``(A, *shape)`` with the state
-    of step ``steps`` of path ``rows``; ``gradient`` is (A, n, S), d buffer / d ln P_a.
+    of step ``steps`` of path ``rows``; ``gradient_at(prices)`` gives d buffer / d ln P_a,
+    (A, n, S), at grid prices (A, n, S). The buffer's variance over a step is ``g' C g`` with
+    ``g`` taken at the end of the step nearer the barrier (the smaller buffer): that is where
+    a crossing happens, and the gradient of a long book shrinks as prices fall.
     """
     prices = chunk.prices
-    n, steps = gradient.shape[1:]
+    n, steps = prices.shape[1], prices.shape[2] - 1
     rows = np.arange(n)[:, None]
     step_index = np.arange(steps)[None, :]
     start = value_at(prices[:, :, :-1], rows, step_index)
     end = value_at(prices[:, :, 1:], rows, step_index)
     covariance = _step_covariance(chunk)
+    nearer_end = end < start
+    gradient = np.where(nearer_end, gradient_at(prices[:, :, 1:]), gradient_at(prices[:, :, :-1]))
     variance = np.einsum("anS,ab,bnS->nS", gradient, covariance, gradient)
     events = chunk.events
     knots = None
@@ -525,13 +545,15 @@ def _ruin_log_survival(
             total = total + np.where(open_mask[k][rows, steps_], value, 0.0)
         return total
 
-    prices = chunk.prices[:, :, :-1]
-    gradient = np.zeros((len(chunk.assets), n, steps))
-    for k in range(len(book)):
-        gradient[book.asset[k]] += np.where(
-            open_mask[k], book.sign[k] * book.quantity[k] * prices[book.asset[k]], 0.0
-        )
-    log_surv, _ = _linear_buffer_survival(chunk, value_at, gradient)
+    def gradient_at(prices: FloatArray) -> FloatArray:
+        gradient = np.zeros((len(chunk.assets), n, steps))
+        for k in range(len(book)):
+            gradient[book.asset[k]] += np.where(
+                open_mask[k], book.sign[k] * book.quantity[k] * prices[book.asset[k]], 0.0
+            )
+        return gradient
+
+    log_surv, _ = _linear_buffer_survival(chunk, value_at, gradient_at)
     return log_surv
 
 
@@ -774,16 +796,19 @@ def _cross(scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChu
                 total = total + np.where(stop_open[j][r, s], value, 0.0)
             return total
 
-        gradient = np.zeros((len(chunk.assets), n, steps))
-        for j in range(len(book)):
-            asset_price = prices[book.asset[j]][:, :-1]
-            rate = rules.maintenance_rate(
-                book.names[j], book.quantity[j], asset_price, book.entry[j]
-            )
-            gradient[book.asset[j]] += np.where(
-                stop_open[j], (book.sign[j] - rate) * book.quantity[j] * asset_price, 0.0
-            )
-        log_liq, _ = _linear_buffer_survival(chunk, buffer_at, gradient)
+        def gradient_at(prices_: FloatArray) -> FloatArray:
+            gradient = np.zeros((len(chunk.assets), n, steps))
+            for j in range(len(book)):
+                asset_price = prices_[book.asset[j]]
+                rate = rules.maintenance_rate(
+                    book.names[j], book.quantity[j], asset_price, book.entry[j]
+                )
+                gradient[book.asset[j]] += np.where(
+                    stop_open[j], (book.sign[j] - rate) * book.quantity[j] * asset_price, 0.0
+                )
+            return gradient
+
+        log_liq, _ = _linear_buffer_survival(chunk, buffer_at, gradient_at)
         account = _sample_closure(chunk, scenario, log_liq, log_liq, _SLOT_CROSS)
     liquidated = account.liquidated
     liq_step = np.where(liquidated, account.step, steps)
@@ -877,6 +902,7 @@ class _SeededChunk:
 
     chunk: PathChunk
     seed: int
+    cache: dict[str, object] = dataclasses.field(default_factory=dict)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.chunk, name)

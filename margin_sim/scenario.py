@@ -906,6 +906,13 @@ def load_scenario(
         data = read_yaml_mapping(path)
         base_dir = path.resolve().parent
         data.setdefault("name", path.stem)
+    if not isinstance(overrides, Mapping):
+        overrides = dict(map(_parse_override, overrides))
+    if isinstance(data.get("exchange"), str) and any(
+        str(key).startswith("exchange.") for key in overrides
+    ):
+        # an override inside a named exchange: start from that file's mapping
+        data["exchange"] = load_exchange(data["exchange"], base_dir=base_dir)
     data = apply_overrides(data, overrides)
     try:
         return Scenario.model_validate(data, context={"base_dir": base_dir})

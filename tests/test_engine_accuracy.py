@@ -547,11 +547,6 @@ def test_cross_on_one_driver_matches_first_passage_at_hourly_steps() -> None:
     assert abs(z) < Z_MAX, (row["liquidation_probability"], expected, z)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cross buffer of several assets: the bridge variance uses the gradient at the step "
-    "start, too large near a lower barrier for longs (+0.0044 = 6 SE at 1d steps, 400k paths)",
-)
 def test_cross_on_one_driver_matches_first_passage_at_daily_steps() -> None:
     scenario = _one_driver_scenario("1d", 400_000, 161, ["cross"])
     row = ms.simulate(scenario, progress=False).summary().loc["cross"]

@@ -489,3 +489,15 @@ def test_an_edited_exchange_file_is_read_again(tmp_path: Path) -> None:
     assert load_exchange("venue", base_dir=tmp_path)["taker_fee"] == 0.0005
     path.write_text(yaml.safe_dump({"rule": "okx", "taker_fee": 0.00042}), encoding="utf-8")
     assert load_exchange("venue", base_dir=tmp_path)["taker_fee"] == 0.00042
+
+
+def test_override_inside_a_named_exchange_starts_from_its_file() -> None:
+    base = load_scenario("params/scenarios/baseline.yaml")
+    changed = load_scenario(
+        "params/scenarios/baseline.yaml",
+        ["exchange.funding.rate=0.0003", "exchange.taker_fee=0.0004"],
+    )
+    assert changed.exchange.funding.rate == 0.0003
+    assert changed.exchange.taker_fee == 0.0004
+    assert changed.exchange.name == base.exchange.name
+    assert changed.exchange.tiers == base.exchange.tiers
