@@ -560,7 +560,7 @@ class Scenario(_Model):
     paths: Annotated[int, Field(ge=1, le=100_000_000)] = 10_000
     horizon: Duration = 30 * 86400.0
     step: Duration = 3600.0
-    chunk_paths: Annotated[int, Field(ge=1)] = 10_000
+    chunk_paths: Annotated[int, Field(ge=1)] = 2_000
     market: Market
     exchange: ExchangeSpec
     account: Account
