@@ -9,6 +9,7 @@ both give the same numbers. When numba is missing the numpy twins are used.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,12 +21,16 @@ NEGLIGIBLE_EXPONENT = 60.0
 
 __all__ = [
     "HAVE_NUMBA",
+    "Book",
     "barrier_log_survival",
+    "buffer_log_survival",
     "closure_scan",
     "numpy_barrier_log_survival",
+    "numpy_buffer_log_survival",
     "numpy_closure_scan",
     "numpy_ruin_log_barrier",
     "numpy_ruin_probability",
+    "portfolio_buffer",
     "ruin_log_barrier",
     "ruin_probability",
 ]
@@ -448,3 +453,257 @@ def ruin_probability(
         out,
     )
     return out
+
+
+# ------------------------------------------------------ a portfolio's money buffer
+
+
+@dataclass(frozen=True)
+class Book:
+    """What the buffer kernels need of the open positions (K positions, T tiers at most).
+
+    Attributes
+    ----------
+    asset : int array (K,)
+        Asset index of each position.
+    sign, quantity, entry : float arrays (K,)
+        +1/-1, contracts, entry price.
+    floors, rates, cums : float arrays (K, T)
+        Each position's maintenance tiers (padded with ``inf`` floors).
+    maintenance : int
+        0: no maintenance in the buffer; 1: tiered on the mark notional; 2: constant
+        ``entry_maintenance`` (a rule on the entry value).
+    entry_maintenance : float array (K,)
+        Maintenance of each position under rule 2.
+    clamp : bool
+        Each position's value is floored at 0 (an isolated position loses its margin at most).
+    """
+
+    asset: np.ndarray
+    sign: FloatArray
+    quantity: FloatArray
+    entry: FloatArray
+    floors: FloatArray
+    rates: FloatArray
+    cums: FloatArray
+    maintenance: int
+    entry_maintenance: FloatArray
+    clamp: bool
+
+
+def portfolio_buffer(
+    book: Book,
+    prices: FloatArray,
+    constant: FloatArray,
+    margin: FloatArray | None,
+    is_open: np.ndarray,
+) -> tuple[FloatArray, FloatArray]:
+    """Buffer and its gradient in the log prices at given prices (numpy, any shape).
+
+    Parameters
+    ----------
+    book : Book
+    prices : array (A, *shape)
+        Prices of every asset at the knots.
+    constant : array (*shape)
+        The part of the buffer that does not move with prices, quote currency.
+    margin : array (K, *shape) or None
+        Each position's margin added to its value (isolated), quote currency.
+    is_open : bool array (K, *shape)
+        Which positions count at each knot.
+
+    Returns
+    -------
+    buffer : array (*shape)
+        ``constant + sum_k open_k value_k``, value = ``s Q (P - EP) + margin - MM``.
+    gradient : array (A, *shape)
+        d buffer / d ln P_a.
+    """
+    buffer = np.array(constant, dtype=float, copy=True)
+    gradient = np.zeros((prices.shape[0], *buffer.shape))
+    for k in range(book.asset.size):
+        price = prices[book.asset[k]]
+        value = book.sign[k] * book.quantity[k] * (price - book.entry[k])
+        if margin is not None:
+            value = value + margin[k]
+        rate = np.zeros_like(value)
+        if book.maintenance == 1:
+            notional = book.quantity[k] * price
+            tier = np.searchsorted(book.floors[k][1:], notional, side="right")
+            rate = book.rates[k][tier]
+            value = value - (notional * rate - book.cums[k][tier])
+        elif book.maintenance == 2:
+            value = value - book.entry_maintenance[k]
+        slope = (book.sign[k] - rate) * book.quantity[k] * price
+        if book.clamp:
+            slope = np.where(value > 0, slope, 0.0)
+            value = np.maximum(value, 0.0)
+        buffer += np.where(is_open[k], value, 0.0)
+        gradient[book.asset[k]] += np.where(is_open[k], slope, 0.0)
+    return buffer, gradient
+
+
+def numpy_buffer_log_survival(
+    book: Book,
+    prices: FloatArray,
+    constant: FloatArray,
+    margin: FloatArray | None,
+    open_until: np.ndarray,
+    covariance: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
+    """Grid-only per-step log survival of a portfolio buffer linearised within each step.
+
+    Parameters
+    ----------
+    book : Book
+    prices : array (A, n, S + 1)
+        Grid prices.
+    constant : array (n, S)
+        Price-independent part of the buffer during each step.
+    margin : array (K, n, S + 1) or None
+        Margins per position (isolated), taken at the step's start column.
+    open_until : int array (K, n)
+        Position k counts in step s while ``s <= open_until[k]``.
+    covariance : array (A, A)
+        Covariance of the log-price increments over one step.
+
+    Returns
+    -------
+    log_survival, variance : arrays (n, S)
+        ``log(1 - exp(-2 B0 B1 / V))`` (cut to 0 where negligible, see
+        :data:`NEGLIGIBLE_EXPONENT`) and the buffer's step variance ``V = g' C g``, with ``g``
+        taken at the end of the step whose buffer is smaller (nearer the barrier).
+    """
+    from margin_sim.bridge import bridge_log_survival
+
+    steps = constant.shape[1]
+    is_open = np.arange(steps)[None, None, :] <= open_until[:, :, None]
+    margin_now = None if margin is None else margin[:, :, :steps]
+    start, g0 = portfolio_buffer(book, prices[:, :, :-1], constant, margin_now, is_open)
+    end, g1 = portfolio_buffer(book, prices[:, :, 1:], constant, margin_now, is_open)
+    gradient = np.where(end < start, g1, g0)
+    variance = np.einsum("anS,ab,bnS->nS", gradient, covariance, gradient)
+    out = bridge_log_survival(start, end, variance)
+    with np.errstate(invalid="ignore", over="ignore"):
+        far = 2.0 * start * end > NEGLIGIBLE_EXPONENT * variance
+    return np.where(far & (start > 0), 0.0, out), variance
+
+
+@njit(cache=True, nogil=True)
+def _buffer_log_survival(
+    asset,
+    sign,
+    quantity,
+    entry,
+    floors,
+    rates,
+    cums,
+    maintenance,
+    entry_maintenance,
+    clamp,
+    prices,
+    constant,
+    margin,
+    has_margin,
+    open_until,
+    covariance,
+    out,
+    out_variance,
+):  # pragma: no cover
+    n_assets = prices.shape[0]
+    n, steps = constant.shape
+    n_positions = asset.size
+    n_tiers = floors.shape[1]
+    g0 = np.zeros(n_assets)
+    g1 = np.zeros(n_assets)
+    for i in range(n):
+        for s in range(steps):
+            b0 = constant[i, s]
+            b1 = constant[i, s]
+            for a in range(n_assets):
+                g0[a] = 0.0
+                g1[a] = 0.0
+            for k in range(n_positions):
+                if s > open_until[k, i]:
+                    continue
+                a = asset[k]
+                for end in range(2):
+                    price = prices[a, i, s + end]
+                    value = sign[k] * quantity[k] * (price - entry[k])
+                    if has_margin:
+                        value += margin[k, i, s]
+                    rate = 0.0
+                    if maintenance == 1:
+                        notional = quantity[k] * price
+                        tier = 0
+                        while tier + 1 < n_tiers and floors[k, tier + 1] <= notional:
+                            tier += 1
+                        rate = rates[k, tier]
+                        value -= notional * rate - cums[k, tier]
+                    elif maintenance == 2:
+                        value -= entry_maintenance[k]
+                    slope = (sign[k] - rate) * quantity[k] * price
+                    if clamp and not value > 0.0:
+                        value = 0.0
+                        slope = 0.0
+                    if end == 0:
+                        b0 += value
+                        g0[a] += slope
+                    else:
+                        b1 += value
+                        g1[a] += slope
+            variance = 0.0
+            for a in range(n_assets):
+                ga = g1[a] if b1 < b0 else g0[a]
+                for b in range(n_assets):
+                    gb = g1[b] if b1 < b0 else g0[b]
+                    variance += ga * covariance[a, b] * gb
+            out_variance[i, s] = variance
+            if b0 <= 0.0 or b1 <= 0.0:
+                out[i, s] = -np.inf
+            elif 2.0 * b0 * b1 > NEGLIGIBLE_EXPONENT * variance:
+                out[i, s] = 0.0
+            elif variance > 0.0:
+                x = -2.0 * b0 * b1 / variance
+                if x > -0.6931471805599453:
+                    out[i, s] = math.log(-math.expm1(x))
+                else:
+                    out[i, s] = math.log1p(-math.exp(x))
+            else:
+                out[i, s] = 0.0
+
+
+def buffer_log_survival(
+    book: Book,
+    prices: FloatArray,
+    constant: FloatArray,
+    margin: FloatArray | None,
+    open_until: np.ndarray,
+    covariance: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
+    """Compiled :func:`numpy_buffer_log_survival` (same arguments and results)."""
+    if not HAVE_NUMBA:
+        return numpy_buffer_log_survival(book, prices, constant, margin, open_until, covariance)
+    out = np.empty(constant.shape)
+    variance = np.empty(constant.shape)
+    _buffer_log_survival(
+        np.ascontiguousarray(book.asset, dtype=np.int64),
+        np.ascontiguousarray(book.sign, dtype=np.float64),
+        np.ascontiguousarray(book.quantity, dtype=np.float64),
+        np.ascontiguousarray(book.entry, dtype=np.float64),
+        np.ascontiguousarray(book.floors, dtype=np.float64),
+        np.ascontiguousarray(book.rates, dtype=np.float64),
+        np.ascontiguousarray(book.cums, dtype=np.float64),
+        int(book.maintenance),
+        np.ascontiguousarray(book.entry_maintenance, dtype=np.float64),
+        bool(book.clamp),
+        np.ascontiguousarray(prices, dtype=np.float64),
+        np.ascontiguousarray(constant, dtype=np.float64),
+        np.empty((1, 1, 1)) if margin is None else np.ascontiguousarray(margin, np.float64),
+        margin is not None,
+        np.ascontiguousarray(open_until, dtype=np.int64),
+        np.ascontiguousarray(covariance, dtype=np.float64),
+        out,
+        variance,
+    )
+    return out, variance

@@ -48,14 +48,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
+from margin_sim._kernels import Book as KernelBook
 from margin_sim._kernels import (
     barrier_log_survival,
+    buffer_log_survival,
     closure_scan,
+    portfolio_buffer,
     ruin_log_barrier,
     ruin_probability,
 )
@@ -64,7 +67,6 @@ from margin_sim.bridge import (
     EventKnots,
     bridge_log_survival,
     patch_event_steps,
-    step_log_survival,
 )
 from margin_sim.counter_rng import counter_normal, counter_uniform
 from margin_sim.errors import ScenarioError
@@ -458,42 +460,98 @@ def _step_covariance(chunk: PathChunk) -> FloatArray:
     return chunk.correlation * np.outer(sd, sd)
 
 
-def _linear_buffer_survival(
+def _kernel_book(
+    book: _Book, rules: ExchangeRules | None, maintenance: bool, clamp: bool
+) -> KernelBook:
+    """The positions in the form of :class:`margin_sim._kernels.Book`."""
+    k_count = len(book)
+    mode = 0
+    floors = np.full((k_count, 1), 0.0)
+    rates = np.zeros((k_count, 1))
+    cums = np.zeros((k_count, 1))
+    entry_maintenance = np.zeros(k_count)
+    if maintenance and rules is not None:
+        tables = [rules.tiers(name) for name in book.names]
+        width = max(t.floors.size for t in tables)
+        floors = np.full((k_count, width), np.inf)
+        rates = np.zeros((k_count, width))
+        cums = np.zeros((k_count, width))
+        for k, table in enumerate(tables):
+            floors[k, : table.floors.size] = table.floors
+            rates[k, : table.rates.size] = table.rates
+            cums[k, : table.cums.size] = table.cums
+        mode = 1
+        if rules.entry_value_maintenance:
+            mode = 2
+            entry_maintenance = np.array(
+                [
+                    float(rules.maintenance_margin(name, q, e, e))
+                    for name, q, e in zip(book.names, book.quantity, book.entry, strict=True)
+                ]
+            )
+    return KernelBook(
+        asset=book.asset,
+        sign=book.sign,
+        quantity=book.quantity,
+        entry=book.entry,
+        floors=floors,
+        rates=rates,
+        cums=cums,
+        maintenance=mode,
+        entry_maintenance=entry_maintenance,
+        clamp=clamp,
+    )
+
+
+def _portfolio_log_survival(
     chunk: PathChunk,
-    value_at: Callable[[FloatArray, IntArray, IntArray], FloatArray],
-    gradient_at: Callable[[FloatArray], FloatArray],
-) -> tuple[FloatArray, FloatArray]:
+    kernel_book: KernelBook,
+    constant: FloatArray,
+    margin: FloatArray | None,
+    open_until: IntArray,
+) -> FloatArray:
     """Step log-survival of a money buffer linearised in the log prices within each step.
 
-    ``value_at(prices, rows, steps)`` gives the buffer at prices ``(A, *shape)`` with the state
-    of step ``steps`` of path ``rows``; ``gradient_at(prices)`` gives d buffer / d ln P_a,
-    (A, n, S), at grid prices (A, n, S). The buffer's variance over a step is ``g' C g`` with
-    ``g`` taken at the end of the step nearer the barrier (the smaller buffer): that is where
-    a crossing happens, and the gradient of a long book shrinks as prices fall.
+    The buffer during step s is ``constant[:, s]`` plus the value of every position k still
+    open (``s <= open_until[k]``): ``s Q (P - EP)`` plus its margin ``margin[k][:, s]`` minus
+    its maintenance, as ``kernel_book`` says. Its variance over a step is ``g' C g`` with ``g``
+    the gradient in the log prices at the end of the step nearer the barrier (the smaller
+    buffer): that is where a crossing happens. Events split their steps as everywhere else.
     """
-    prices = chunk.prices
-    n, steps = prices.shape[1], prices.shape[2] - 1
-    rows = np.arange(n)[:, None]
-    step_index = np.arange(steps)[None, :]
-    start = value_at(prices[:, :, :-1], rows, step_index)
-    end = value_at(prices[:, :, 1:], rows, step_index)
     covariance = _step_covariance(chunk)
-    nearer_end = end < start
-    gradient = np.where(nearer_end, gradient_at(prices[:, :, 1:]), gradient_at(prices[:, :, :-1]))
-    variance = np.einsum("anS,ab,bnS->nS", gradient, covariance, gradient)
+    log_survival, variance = buffer_log_survival(
+        kernel_book, chunk.prices, constant, margin, open_until, covariance
+    )
     events = chunk.events
-    knots = None
-    if events.path.size:
-        before = np.exp(events.log_before)
-        knots = EventKnots(
-            path=events.path,
-            step=events.step,
-            frac=events.frac,
-            before=value_at(before, events.path, events.step),
-            trough=value_at(before * np.exp(events.trough_mark), events.path, events.step),
-            after=value_at(before * np.exp(events.jump), events.path, events.step),
+    if not events.path.size:
+        return log_survival
+    rows, steps = events.path, events.step
+    is_open = steps[None, :] <= open_until[:, rows]
+    margin_at = None if margin is None else margin[:, rows, steps]
+    constant_at = constant[rows, steps]
+
+    def value(prices: FloatArray) -> FloatArray:
+        return portfolio_buffer(kernel_book, prices, constant_at, margin_at, is_open)[0]
+
+    before = np.exp(events.log_before)
+    knots = EventKnots(
+        path=rows,
+        step=steps,
+        frac=events.frac,
+        before=value(before),
+        trough=value(before * np.exp(events.trough_mark)),
+        after=value(before * np.exp(events.jump)),
+    )
+    grid = chunk.prices
+    with np.errstate(invalid="ignore"):
+        patch_event_steps(
+            log_survival,
+            value(grid[:, rows, steps]),
+            value(grid[:, rows, steps + 1]),
+            variance[rows, steps],
+            knots,
         )
-    return step_log_survival(start, end, variance, knots)
+    return log_survival
 
 
 def _ruin_log_survival(
@@ -518,7 +576,6 @@ def _ruin_log_survival(
     level beyond it cannot be reached while the position is open (it is liquidated first, and
     the sampled liquidation decides the rest).
     """
-    n, steps = constant.shape
     if len(book) == 1:
         # one position: equity is linear in its price up to its liquidation -> exact barrier
         log_barrier = ruin_log_barrier(
@@ -534,27 +591,14 @@ def _ruin_log_survival(
         log_surv, _ = _log_barrier_survival(chunk, book.asset[0], log_barrier, book.sign[0], "mark")
         return log_surv
 
-    def value_at(prices: FloatArray, rows: IntArray, steps_: IntArray) -> FloatArray:
-        total = constant[rows, steps_] - threshold
-        for k in range(len(book)):
-            value = book.sign[k] * book.quantity[k] * (prices[book.asset[k]] - book.entry[k])
-            if margin is not None:
-                value = value + margin[k][rows, steps_]
-            if clamp_positions:
-                value = np.maximum(value, 0.0)
-            total = total + np.where(open_mask[k][rows, steps_], value, 0.0)
-        return total
-
-    def gradient_at(prices: FloatArray) -> FloatArray:
-        gradient = np.zeros((len(chunk.assets), n, steps))
-        for k in range(len(book)):
-            gradient[book.asset[k]] += np.where(
-                open_mask[k], book.sign[k] * book.quantity[k] * prices[book.asset[k]], 0.0
-            )
-        return gradient
-
-    log_surv, _ = _linear_buffer_survival(chunk, value_at, gradient_at)
-    return log_surv
+    kernel_book = _kernel_book(book, None, maintenance=False, clamp=clamp_positions)
+    return _portfolio_log_survival(
+        chunk,
+        kernel_book,
+        constant - threshold,
+        None if margin is None else np.stack(margin),
+        np.stack(close_step),
+    )
 
 
 # ---------------------------------------------------------------------------- modes
@@ -784,31 +828,8 @@ def _cross(scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChu
         wallet = wallet + np.where(stop_open[k], 0.0, np.nan_to_num(stop_gain[k])[:, None])
     if not single:
         log_liq_barrier = None
-
-        def buffer_at(prices_: FloatArray, r: IntArray, s: IntArray) -> FloatArray:
-            total = wallet[r, s]
-            for j in range(len(book)):
-                asset_price = prices_[book.asset[j]]
-                value = book.sign[j] * book.quantity[j] * (asset_price - book.entry[j])
-                value = value - rules.maintenance_margin(
-                    book.names[j], book.quantity[j], asset_price, book.entry[j]
-                )
-                total = total + np.where(stop_open[j][r, s], value, 0.0)
-            return total
-
-        def gradient_at(prices_: FloatArray) -> FloatArray:
-            gradient = np.zeros((len(chunk.assets), n, steps))
-            for j in range(len(book)):
-                asset_price = prices_[book.asset[j]]
-                rate = rules.maintenance_rate(
-                    book.names[j], book.quantity[j], asset_price, book.entry[j]
-                )
-                gradient[book.asset[j]] += np.where(
-                    stop_open[j], (book.sign[j] - rate) * book.quantity[j] * asset_price, 0.0
-                )
-            return gradient
-
-        log_liq, _ = _linear_buffer_survival(chunk, buffer_at, gradient_at)
+        kernel_book = _kernel_book(book, rules, maintenance=True, clamp=False)
+        log_liq = _portfolio_log_survival(chunk, kernel_book, wallet, None, np.stack(stop_step))
         account = _sample_closure(chunk, scenario, log_liq, log_liq, _SLOT_CROSS)
     liquidated = account.liquidated
     liq_step = np.where(liquidated, account.step, steps)

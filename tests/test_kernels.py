@@ -95,3 +95,41 @@ def test_engine_same_numbers_without_numba(
     np.testing.assert_array_equal(compiled["liquidated"], plain["liquidated"])
     for column in ("p_liquidation", "p_ruin", "final_equity", "min_equity"):
         np.testing.assert_allclose(compiled[column], plain[column], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("maintenance", "clamp", "with_margin"), [(0, True, True), (1, False, False), (2, False, False)]
+)
+def test_buffer_log_survival_matches_numpy(
+    rng: np.random.Generator, maintenance: int, clamp: bool, with_margin: bool
+) -> None:
+    n, steps, assets = 300, 24, 2
+    prices = np.exp(
+        np.log([[60000.0], [2500.0]])[:, :, None]
+        + np.cumsum(0.01 * rng.standard_normal((assets, n, steps + 1)), axis=2)
+    )
+    floors = np.array([[0.0, 50000.0, np.inf], [0.0, 50000.0, 600000.0]])
+    rates = np.array([[0.004, 0.005, 0.0], [0.004, 0.005, 0.0065]])
+    cums = np.array([[0.0, 50.0, 0.0], [0.0, 50.0, 950.0]])
+    book = k.Book(
+        asset=np.array([0, 1]),
+        sign=np.array([1.0, -1.0]),
+        quantity=np.array([1.0, 20.0]),
+        entry=np.array([60000.0, 2500.0]),
+        floors=floors,
+        rates=rates,
+        cums=cums,
+        maintenance=maintenance,
+        entry_maintenance=np.array([240.0, 200.0]),
+        clamp=clamp,
+    )
+    constant = 3000.0 + 2500.0 * rng.standard_normal((n, steps))
+    margin = 600.0 + 50 * rng.random((2, n, steps + 1)) if with_margin else None
+    open_until = rng.integers(0, steps + 1, (2, n))
+    covariance = np.array([[1e-4, 0.8e-4], [0.8e-4, 1.5e-4]])
+    args = (book, prices, constant, margin, open_until, covariance)
+    compiled, compiled_variance = k.buffer_log_survival(*args)
+    reference, reference_variance = k.numpy_buffer_log_survival(*args)
+    assert np.isneginf(reference).any() and ((reference < 0) & np.isfinite(reference)).any()
+    np.testing.assert_allclose(compiled_variance, reference_variance, rtol=1e-10)
+    np.testing.assert_allclose(compiled, reference, rtol=1e-9, atol=1e-12)
