@@ -62,6 +62,7 @@ from margin_sim._kernels import (
     ruin_log_barrier,
     ruin_probability,
 )
+from margin_sim._single import SinglePosition, single_position_scan
 from margin_sim._typing import FloatArray, IntArray
 from margin_sim.bridge import (
     EventKnots,
@@ -144,11 +145,13 @@ def _liquidation_log_barrier(
     margin: FloatArray,
     counts: IntArray,
     piecewise_constant: bool,
-) -> FloatArray:
+    by_epoch: bool = False,
+) -> FloatArray | tuple[FloatArray, IntArray]:
     """ln of position k's liquidation price for every step, (n, S), from its margin per step.
 
     The margin moves only when funding is paid (``piecewise_constant``), so the tiered solve
-    runs once per funding epoch and is expanded to the steps.
+    runs once per funding epoch and is expanded to the steps (or, with ``by_epoch``, returned
+    per epoch (n, E) with the epoch of each step).
     """
     if piecewise_constant:
         steps = margin.shape[1]
@@ -161,6 +164,10 @@ def _liquidation_log_barrier(
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         log_price = np.log(price)
+    if by_epoch:
+        if not piecewise_constant:
+            epoch = np.arange(margin.shape[1])
+        return log_price, epoch
     return log_price[:, epoch] if piecewise_constant else log_price
 
 
@@ -601,6 +608,95 @@ def _ruin_log_survival(
     )
 
 
+# ------------------------------------------------------------- one-position fast path
+
+#: Use the compiled one-pass evaluation (:mod:`margin_sim._single`) for a single position
+#: without a stop-loss. The general code below gives the same numbers; the tests switch this
+#: off to compare the two.
+FAST_SINGLE_POSITION = True
+
+
+def _use_single(book: _Book) -> bool:
+    from margin_sim import _kernels
+
+    return (
+        FAST_SINGLE_POSITION
+        and _kernels.HAVE_NUMBA
+        and len(book) == 1
+        and bool(np.isnan(book.stop).all())
+    )
+
+
+def _single_outcome(
+    scenario: Scenario,
+    rules: ExchangeRules,
+    book: _Book,
+    chunk: PathChunk,
+    log_liq_barrier: tuple[FloatArray, IntArray],
+    margin: FloatArray,
+    *,
+    base: float,
+    clamp: bool,
+    keep_maintenance: bool,
+) -> ChunkOutcome:
+    """One position without a stop, in one compiled pass (isolated or cross)."""
+    n = chunk.path_index.size
+    asset = int(book.asset[0])
+    table = rules.tiers(book.names[0])
+    events = chunk.events
+    before = events.log_before[asset]
+    offsets = np.searchsorted(events.path, np.arange(n + 1))
+    position = SinglePosition(
+        direction=float(book.sign[0]),
+        quantity=float(book.quantity[0]),
+        entry=float(book.entry[0]),
+        base=float(base),
+        clamp=clamp,
+        threshold=scenario.ruin.equity_fraction * scenario.account.balance,
+        taker_fee=rules.taker_fee,
+        liquidation_fee=rules.liquidation_fee,
+        keep_maintenance=keep_maintenance,
+        floors=table.floors,
+        rates=table.rates,
+        cums=table.cums,
+        entry_maintenance=float(
+            rules.maintenance_margin(book.names[0], book.quantity[0], book.entry[0], book.entry[0])
+        ),
+        entry_rule=rules.entry_value_maintenance,
+        step_hours=scenario.step / 3600.0,
+    )
+    out = single_position_scan(
+        position,
+        chunk.log_price[asset],
+        chunk.prices[asset],
+        log_liq_barrier[0],
+        log_liq_barrier[1],
+        margin,
+        float(chunk.step_variance[asset]),
+        (
+            offsets,
+            events.step,
+            events.frac,
+            before,
+            before + events.trough_mark[asset],
+            before + events.jump[asset],
+        ),
+        counter_uniform(chunk.seed, chunk.path_index, _SLOT_CLOSE),
+        counter_uniform(chunk.seed, chunk.path_index, _SLOT_CLOSE + 2),
+    )
+    return ChunkOutcome(
+        path_index=chunk.path_index,
+        p_liquidation=out.p_liquidation,
+        p_ruin=out.p_ruin,
+        liquidated=out.liquidated,
+        hours_to_liquidation=out.hours_to_liquidation,
+        final_equity=out.final_equity,
+        min_equity=out.min_equity,
+        survival_sum=out.survival_sum,
+        survival_sum_squares=out.survival_sum_squares,
+    )
+
+
 # ---------------------------------------------------------------------------- modes
 
 
@@ -622,6 +718,21 @@ def _isolated(
     paid = _funding_paid(scenario, rules, book, chunk, counts)
     prices = chunk.prices
     margin = [margin0[k] - paid[k] for k in range(len(book))]  # (n, S+1) each
+    if _use_single(book):
+        log_liq = _liquidation_log_barrier(
+            rules, book, 0, margin[0][:, :-1], counts, True, by_epoch=True
+        )
+        return _single_outcome(
+            scenario,
+            rules,
+            book,
+            chunk,
+            log_liq,
+            margin[0],
+            base=free,
+            clamp=True,
+            keep_maintenance=False,
+        )
     closures: list[_Closure] = []
     log_liq_barriers: list[FloatArray] = []
     for k in range(len(book)):
@@ -795,6 +906,22 @@ def _cross(scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChu
     prices = chunk.prices
     rows = np.arange(n)
     single = len(book) == 1
+    if _use_single(book):
+        wallet_open = wallet0 - paid[0]
+        log_liq = _liquidation_log_barrier(
+            rules, book, 0, wallet_open[:, :-1], counts, True, by_epoch=True
+        )
+        return _single_outcome(
+            scenario,
+            rules,
+            book,
+            chunk,
+            log_liq,
+            wallet_open,
+            base=0.0,
+            clamp=False,
+            keep_maintenance=True,
+        )
     if single:
         # one position: the account is that position with the whole wallet as its margin, so
         # its stop-loss and its liquidation compete exactly as in isolated mode
