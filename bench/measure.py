@@ -29,19 +29,38 @@ _FIELDS = (
 
 
 def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    """Peak resident memory of this process or of its largest worker, MiB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, workers) / 1024.0  # KiB on Linux
 
 
-def measure(tool: str, workload: str, paths: int, seed: int) -> dict[str, Any]:
-    """Run ``tool`` on ``workload`` with ``paths`` paths; see the module docstring."""
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished workers, seconds."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+def measure(
+    tool: str, workload: str, paths: int, seed: int, workers: int = 1
+) -> dict[str, Any]:
+    """Run ``tool`` on ``workload`` with ``paths`` paths; see the module docstring.
+
+    ``workers`` worker processes for the engine (the others run in one process).
+    """
     case = load_workload(workload)
     scenario = case.scenario
+    cpu_start = _cpu_seconds()
     if tool == "engine":
         import margin_sim as ms
 
         ms.simulate(scenario, paths=min(paths, 200), seed=seed + 1, progress=False)  # warm up
+        cpu_start = _cpu_seconds()
         start = time.perf_counter()
-        result = ms.simulate(scenario, paths=paths, seed=seed, progress=False)
+        result = ms.simulate(scenario, paths=paths, seed=seed, progress=False, workers=workers)
         seconds = time.perf_counter() - start
         table = result.summary()
         summary = {
@@ -66,6 +85,8 @@ def measure(tool: str, workload: str, paths: int, seed: int) -> dict[str, Any]:
         "workload": workload,
         "paths": paths,
         "seconds": seconds,
+        "cpu_seconds": _cpu_seconds() - cpu_start,
+        "workers": workers if tool == "engine" else 1,
         "peak_rss_mib": _peak_rss_mib(),
         "summary": summary,
     }
@@ -73,4 +94,5 @@ def measure(tool: str, workload: str, paths: int, seed: int) -> dict[str, Any]:
 
 if __name__ == "__main__":
     tool_, workload_, paths_, seed_ = sys.argv[1:5]
-    print(json.dumps(measure(tool_, workload_, int(paths_), int(seed_))))
+    workers_ = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+    print(json.dumps(measure(tool_, workload_, int(paths_), int(seed_), workers_)))
