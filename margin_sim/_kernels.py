@@ -21,10 +21,12 @@ NEGLIGIBLE_EXPONENT = 60.0
 
 __all__ = [
     "HAVE_NUMBA",
+    "NEGLIGIBLE_EXPONENT",
     "Book",
     "barrier_log_survival",
     "buffer_log_survival",
     "closure_scan",
+    "log_no_cross",
     "numpy_barrier_log_survival",
     "numpy_buffer_log_survival",
     "numpy_closure_scan",
@@ -47,6 +49,25 @@ except ImportError:  # pragma: no cover
             return function
 
         return wrap
+
+
+@njit(cache=True, nogil=True, inline="always")
+def log_no_cross(b0: float, b1: float, variance: float, cutoff: bool) -> float:  # pragma: no cover
+    """log P(a Brownian bridge from ``b0`` to ``b1`` stays above 0), one element.
+
+    The compiled form of :func:`margin_sim.bridge.bridge_log_survival`; with ``cutoff`` a
+    probability below exp(-NEGLIGIBLE_EXPONENT) is taken as 0.
+    """
+    if not (b0 > 0.0 and b1 > 0.0):
+        return -np.inf
+    if not variance > 0.0 or math.isinf(b0) or math.isinf(b1):
+        return 0.0
+    if cutoff and 2.0 * b0 * b1 > NEGLIGIBLE_EXPONENT * variance:
+        return 0.0
+    x = -2.0 * b0 * b1 / variance
+    if x > -0.6931471805599453:  # log(1 - e^x), accurate on both sides of -ln 2
+        return math.log(-math.expm1(x))
+    return math.log1p(-math.exp(x))
 
 
 # ------------------------------------------------------------ barrier on a log price
@@ -96,18 +117,7 @@ def _barrier_log_survival(log_price, log_barrier, direction, variance, out):  # 
                 continue
             d0 = direction * (log_price[i, s] - b)
             d1 = direction * (log_price[i, s + 1] - b)
-            if d0 <= 0.0 or d1 <= 0.0:
-                out[i, s] = -np.inf
-            elif 2.0 * d0 * d1 > NEGLIGIBLE_EXPONENT * variance:
-                out[i, s] = 0.0
-            elif variance > 0.0:
-                x = -2.0 * d0 * d1 / variance
-                if x > -0.6931471805599453:
-                    out[i, s] = math.log(-math.expm1(x))
-                else:
-                    out[i, s] = math.log1p(-math.exp(x))
-            else:
-                out[i, s] = 0.0
+            out[i, s] = log_no_cross(d0, d1, variance, True)
 
 
 def barrier_log_survival(
@@ -659,18 +669,7 @@ def _buffer_log_survival(
                     gb = g1[b] if b1 < b0 else g0[b]
                     variance += ga * covariance[a, b] * gb
             out_variance[i, s] = variance
-            if b0 <= 0.0 or b1 <= 0.0:
-                out[i, s] = -np.inf
-            elif 2.0 * b0 * b1 > NEGLIGIBLE_EXPONENT * variance:
-                out[i, s] = 0.0
-            elif variance > 0.0:
-                x = -2.0 * b0 * b1 / variance
-                if x > -0.6931471805599453:
-                    out[i, s] = math.log(-math.expm1(x))
-                else:
-                    out[i, s] = math.log1p(-math.exp(x))
-            else:
-                out[i, s] = 0.0
+            out[i, s] = log_no_cross(b0, b1, variance, True)
 
 
 def buffer_log_survival(

@@ -19,12 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from margin_sim._kernels import HAVE_NUMBA, NEGLIGIBLE_EXPONENT, njit
+from margin_sim._kernels import HAVE_NUMBA, log_no_cross, njit
 from margin_sim._typing import FloatArray, IntArray
 
 __all__ = ["SingleOutcome", "SinglePosition", "single_position_scan"]
-
-_LN2 = 0.6931471805599453
 
 
 @dataclass(frozen=True)
@@ -87,23 +85,6 @@ class SingleOutcome:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _log_no_cross(b0, b1, variance, cutoff):  # pragma: no cover
-    """log P(a Brownian bridge from b0 to b1 stays positive), as bridge.bridge_log_survival."""
-    if not (b0 > 0.0 and b1 > 0.0):
-        return -np.inf
-    if not variance > 0.0:
-        return 0.0
-    if math.isinf(b0) or math.isinf(b1):
-        return 0.0
-    if cutoff and 2.0 * b0 * b1 > NEGLIGIBLE_EXPONENT * variance:
-        return 0.0
-    x = -2.0 * b0 * b1 / variance
-    if x > -_LN2:
-        return math.log(-math.expm1(x))
-    return math.log1p(-math.exp(x))
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _step_log_survival(
     log_barrier, direction, x0, x1, variance, first, last, ev_frac, ev_before, ev_trough, ev_after
 ):  # pragma: no cover
@@ -111,7 +92,7 @@ def _step_log_survival(
     if math.isnan(log_barrier):
         return 0.0
     if first == last:
-        return _log_no_cross(
+        return log_no_cross(
             direction * (x0 - log_barrier), direction * (x1 - log_barrier), variance, True
         )
     total = 0.0
@@ -119,14 +100,14 @@ def _step_log_survival(
     previous_frac = 0.0
     for e in range(first, last):
         before = direction * (ev_before[e] - log_barrier)
-        total += _log_no_cross(previous, before, variance * (ev_frac[e] - previous_frac), False)
+        total += log_no_cross(previous, before, variance * (ev_frac[e] - previous_frac), False)
         trough = direction * (ev_trough[e] - log_barrier)
         after = direction * (ev_after[e] - log_barrier)
         if not (trough > 0.0 and after > 0.0):
             total = -np.inf
         previous = after
         previous_frac = ev_frac[e]
-    total += _log_no_cross(
+    total += log_no_cross(
         previous, direction * (x1 - log_barrier), variance * (1.0 - previous_frac), False
     )
     return total

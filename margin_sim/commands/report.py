@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from margin_sim.commands import add_scenario_options
+
 __all__ = ["register"]
 
 
@@ -22,16 +24,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="scenario YAML file(s)")
     parser.add_argument("--out", default="reports", help="output folder (default: reports/)")
-    parser.add_argument("--paths", type=int, default=None, help="number of paths")
-    parser.add_argument("--seed", type=int, default=None, help="random seed")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY.PATH=VALUE",
-        help="override a scenario key in every scenario (repeatable)",
-    )
+    add_scenario_options(parser, every=True)
     parser.add_argument(
         "--jobs", type=int, default=None, help="reports run at once (default: one per CPU)"
     )

@@ -8,6 +8,8 @@ import math
 import sys
 from typing import Any
 
+from margin_sim.commands import add_scenario_options
+
 __all__ = ["register"]
 
 
@@ -19,16 +21,7 @@ def register(subparsers: Any) -> None:
         description="Simulate a scenario in every margin mode on the same paths.",
     )
     parser.add_argument("scenario", help="scenario YAML file")
-    parser.add_argument("--paths", type=int, default=None, help="number of paths")
-    parser.add_argument("--seed", type=int, default=None, help="random seed")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY.PATH=VALUE",
-        help="override a scenario key, e.g. account.positions.0.leverage=20 (repeatable)",
-    )
+    add_scenario_options(parser)
     parser.add_argument(
         "--workers",
         type=int,
