@@ -171,7 +171,7 @@ def lab(chromium: str, tmp_path: Path) -> Iterator[str]:
         base = f"http://127.0.0.1:{port}"
         _wait(
             lambda: process.poll() is not None or _get(f"{base}/api/status"),
-            90,
+            180,
             "JupyterLab to start",
         )
         if process.poll() is not None:
@@ -246,7 +246,7 @@ def test_dragging_the_leverage_slider_redraws_the_probability_figure(
         f" && {_PANEL}.content && {_PANEL}.content.widgets.length > 0)"
     )
     try:
-        _wait(lambda: browser.evaluate(ready), 120, "the notebook and an idle kernel")
+        _wait(lambda: browser.evaluate(ready), 300, "the notebook and an idle kernel")
         browser.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
         before = _wait(lambda: browser.evaluate(_FIGURE), 180, "the probability FigureWidget")
     except TimeoutError as error:
