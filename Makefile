@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/margin-sim report params/scenarios/baseline.yaml --out reports
 
+# The browser test drives JupyterLab in Chromium: it runs on its own after the rest, so that it
+# does not compete for the two cores with the parallel workers.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 -q -m "not browser"
+	$(BIN)/python -m pytest -q -m browser
 
 lint: $(STAMP)
 	$(BIN)/ruff check margin_sim tests bench
