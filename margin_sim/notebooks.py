@@ -229,8 +229,45 @@ def export_html(
     body = re.sub(
         r'<script src="' + re.escape(exporter.require_js_url) + r'"></script>\s*', "", body
     )
+    if not _has_math(node):
+        # MathJax is fetched from a CDN; a page with no TeX must not need the network.
+        body = _MATHJAX_BLOCK.sub("", body)
     _write_atomic(html_path, body)
     return html_path
+
+
+#: The MathJax loader and configuration that nbconvert's templates put in the page head.
+_MATHJAX_BLOCK = re.compile(
+    r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->\s*", re.S
+)
+
+#: TeX math as MathJax finds it: $...$, $$...$$, \(...\) or \[...\].
+_TEX_MATH = re.compile(r"\$[^$\n]+\$|\\\(|\\\[")
+
+
+def _has_math(node: Any) -> bool:
+    """Whether any markdown cell, or markdown/LaTeX output, of a notebook holds TeX math.
+
+    Parameters
+    ----------
+    node : nbformat.NotebookNode
+        The notebook.
+
+    Returns
+    -------
+    bool
+        True if MathJax would have something to typeset.
+    """
+    texts: list[str] = []
+    for cell in node.cells:
+        if cell.cell_type == "markdown":
+            texts.append(cell.source)
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            texts.extend(
+                str(data[mime]) for mime in ("text/markdown", "text/latex") if mime in data
+            )
+    return any(_TEX_MATH.search(text) for text in texts)
 
 
 # -------------------------------------------------------------------------- execution

@@ -20,6 +20,7 @@ from margin_sim.notebooks import (
     PLOTLY_MIME,
     NotebookExecutionError,
     execute_notebook,
+    export_html,
 )
 
 pytestmark = pytest.mark.notebook
@@ -185,13 +186,24 @@ def test_report_is_self_contained(reports: dict[str, Path]) -> None:
     assert html.count(signature) == 1  # plotly.js inlined once, before the first figure
     assert html.index(signature) < html.index("Plotly.newPlot(")
     external = re.findall(r'<script[^>]+src="(https?://[^"]+)"', html)
-    assert all("mathjax" in url for url in external), external
+    assert external == []  # no TeX in the report, so no MathJax from a CDN either
     assert "require.min.js" not in html
     other = reports["other"].read_text(encoding="utf-8")
     assert len(_figures_in_html(other)) >= 4
     notebook = nbformat.read(reports["html"].with_suffix(".ipynb"), as_version=4)
     tags = [tag for cell in notebook.cells for tag in cell.metadata.get("tags", [])]
     assert "injected-parameters" in tags
+
+
+def test_export_loads_mathjax_only_for_notebooks_with_math(tmp_path: Path) -> None:
+    def external_scripts(markdown: str) -> list[str]:
+        node = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(markdown)])
+        html = export_html(node, tmp_path / "page.html").read_text(encoding="utf-8")
+        return re.findall(r'<script[^>]+src="(https?://[^"]+)"', html)
+
+    assert external_scripts("Ruin costs 5,000 USDT; no formulas here.") == []
+    with_math = external_scripts(r"The bridge: $p = e^{-2 (x_0 - b)(x_1 - b) / \sigma^2 dt}$")
+    assert len(with_math) == 1 and "mathjax" in with_math[0]
 
 
 def test_report_refuses_bad_input_before_running(tmp_path: Path, capsys: Any) -> None:
