@@ -129,3 +129,30 @@ def test_console_script_exits_2_without_traceback(
     assert done.returncode == 2, done.stderr
     assert done.stdout == ""
     _check_one_line(done.stderr, field, reason)
+
+
+@pytest.mark.parametrize("command", ["report", "grid", "calibrate"])
+def test_unwritable_out_is_refused_before_any_work(
+    repo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder\n")
+    target = {
+        "report": [str(repo_root / "params" / "scenarios" / "baseline.yaml")],
+        "grid": [str(repo_root / "params" / "grids" / "leverage-by-mode.yaml")],
+        "calibrate": [str(tmp_path / "candles.csv")],  # never read: --out is checked first
+    }[command]
+    out = a_file / ("market.yaml" if command == "calibrate" else "out")
+    code = main([command, *target, "--out", str(out)])
+    _, err = capsys.readouterr()
+    assert code == 2
+    _check_one_line(err, "--out", "not a folder" if command == "calibrate" else "Not a directory")
+
+
+def test_calibrate_out_naming_a_folder_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["calibrate", str(tmp_path / "candles.csv"), "--out", str(tmp_path)])
+    _, err = capsys.readouterr()
+    assert code == 2
+    _check_one_line(err, "--out", "is a folder")

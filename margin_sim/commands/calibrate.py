@@ -55,6 +55,14 @@ def _run(args: argparse.Namespace) -> int:
             raise DataError("--asset: the same asset name is given twice")
     else:
         data = list(args.data)
+    if args.out:
+        from pathlib import Path
+
+        from margin_sim.commands import ensure_folder
+
+        if Path(args.out).is_dir():
+            raise DataError(f"--out: {args.out} is a folder; name the YAML file to write")
+        ensure_folder(Path(args.out).parent)
     calibration = calibrate_market(data, bar=args.bar, jumps=args.jumps)
     print(calibration.describe())
     if args.out:
@@ -63,6 +71,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         import yaml
 
-        sys.stdout.write(yaml.safe_dump({"market": calibration.market(drift=args.drift)},
-                                        sort_keys=False))
+        sys.stdout.write(
+            yaml.safe_dump({"market": calibration.market(drift=args.drift)}, sort_keys=False)
+        )
     return 0

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from margin_sim.commands import ensure_folder
+
 __all__ = ["register"]
 
 
@@ -73,6 +75,7 @@ def _grid(args: argparse.Namespace) -> int:
     if args.scheduler is not None and args.executor not in (None, "dask"):
         raise GridError(f"--executor: {args.executor} cannot be used with --scheduler")
     grid = load_grid(args.grid)
+    ensure_folder(args.out)
     table = run_grid(
         grid,
         out=args.out,

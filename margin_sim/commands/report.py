@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from margin_sim.commands import add_scenario_options
+from margin_sim.commands import add_scenario_options, ensure_folder
 
 __all__ = ["register"]
 
@@ -40,6 +40,7 @@ def _report(args: argparse.Namespace) -> int:
 
     if args.timeout < 1:
         raise ScenarioError("--timeout", f"must be at least 1 second, got {args.timeout}")
+    ensure_folder(args.out)
     try:
         html_paths = run_reports(
             args.scenarios,
