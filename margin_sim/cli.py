@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from margin_sim import __version__
 from margin_sim.errors import MarginSimError
@@ -27,9 +28,20 @@ COMMAND_MODULES = (
 )
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr, exit code 2.
+
+    argparse prints the whole usage block before the message; the project's rule is one line
+    per error, so the message points at ``--help`` instead (subparsers inherit the class).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every available subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="margin-sim",
         description="Isolated versus cross margin for leveraged perpetual futures, by Monte Carlo.",
     )

@@ -156,3 +156,24 @@ def test_calibrate_out_naming_a_folder_is_refused(
     _, err = capsys.readouterr()
     assert code == 2
     _check_one_line(err, "--out", "is a folder")
+
+
+@pytest.mark.parametrize(
+    ("argv", "prog", "reason"),
+    [
+        (["run", "s.yaml", "--paths", "abc"], "margin-sim run", "invalid int value: 'abc'"),
+        (["calibrate", "x.csv", "--jumps", "levy"], "margin-sim calibrate", "invalid choice"),
+        (["liq-price", "--side", "long"], "margin-sim liq-price", "required: --entry"),
+        (["bogus"], "margin-sim", "invalid choice: 'bogus'"),
+    ],
+)
+def test_usage_errors_are_one_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str], prog: str, reason: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    _, err = capsys.readouterr()
+    assert exited.value.code == 2
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"{prog}: error: ") and reason in err, err
+    assert f"see {prog} --help" in err
