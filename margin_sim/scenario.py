@@ -137,8 +137,10 @@ class MertonJumps(_Model):
 
     Attributes
     ----------
+    model : {"merton"}
+        Selects this jump law.
     per_year : float
-        Expected number of jumps per year.
+        Expected number of jumps per year (365-day year).
     mean, std : float
         Mean and standard deviation of the log jump size (log-price units).
     """
@@ -154,14 +156,17 @@ class KouJumps(_Model):
 
     Attributes
     ----------
+    model : {"kou"}
+        Selects this jump law.
     per_year : float
-        Expected number of jumps per year.
+        Expected number of jumps per year (365-day year).
     p_up : float
-        Probability that a jump is upwards.
+        Probability that a jump is upwards (dimensionless).
     up_mean : float
-        Mean of an upward log jump (1/eta1); below 1 so that E[exp(J)] is finite.
+        Mean of an upward log jump (1/eta1), log-price units; below 1 so that E[exp(J)] is
+        finite.
     down_mean : float
-        Mean size of a downward log jump (1/eta2), a positive number.
+        Mean size of a downward log jump (1/eta2), log-price units, a positive number.
     """
 
     model: Literal["kou"] = "kou"
@@ -180,7 +185,7 @@ class WickSpec(_Model):
     Attributes
     ----------
     per_year : float
-        Expected number of wicks per year.
+        Expected number of wicks per year (365-day year).
     depth_mean : float
         Mean depth as a fraction of the price (exponentially distributed, capped).
     depth_max : float
@@ -214,9 +219,11 @@ class MarketWickSpec(WickSpec):
 
     Attributes
     ----------
+    per_year, depth_mean, depth_max, recovery, mark_pass_through, duration
+        As in :class:`WickSpec` (per year; fractions of the price; seconds).
     beta : dict of str to float
-        Depth multiplier per asset (1 for assets not listed); the scaled depth is capped at
-        ``depth_max``.
+        Depth multiplier per asset, dimensionless (1 for assets not listed); the scaled depth
+        is capped at ``depth_max``.
     """
 
     beta: dict[str, NonNegative] = Field(default_factory=dict)
@@ -230,9 +237,11 @@ class Asset(_Model):
     price : float
         Starting last and mark price, quote currency.
     vol : float
-        Annualised diffusion volatility of the log price.
+        Diffusion volatility of the log price, per square root of a year (365-day year):
+        0.60 means 60% a year.
     drift : float
-        Annualised expected return: E[S_T] = S_0 exp(drift T), jumps and wicks compensated.
+        Expected return per year, continuously compounded: E[S_T] = S_0 exp(drift T),
+        jumps and wicks compensated.
     jumps : MertonJumps or KouJumps, optional
         Permanent jumps.
     wicks : WickSpec, optional
@@ -254,7 +263,8 @@ class Market(_Model):
     assets : dict of str to Asset
         The underlyings by name (``BTC``).
     correlation : dict of str to float
-        Correlation of the diffusion parts by pair name ``"BTC-ETH"``; pairs not given are 0.
+        Correlation of the diffusion parts (dimensionless, -1 to 1) by pair name
+        ``"BTC-ETH"``; pairs not given are 0.
     market_wicks : MarketWickSpec, optional
         Wicks that hit every asset at the same time.
     """
@@ -337,7 +347,8 @@ class FundingSpec(_Model):
     model : {"constant", "random"}
         ``random`` draws each interval's rate per path from Normal(rate, std).
     std : float
-        Standard deviation of the per-interval rate for the random model.
+        Standard deviation of the per-interval rate for the random model, fraction of the
+        notional per interval.
     """
 
     interval: Duration = 8 * 3600.0
@@ -359,7 +370,8 @@ class Tier(_Model):
         Maintenance amount, quote currency, so that MM = notional * mmr - cum is continuous;
         derived from the floors when omitted.
     max_leverage : float
-        Highest leverage allowed for a notional in this tier.
+        Highest leverage (notional / margin, dimensionless) allowed for a notional in this
+        tier.
     """
 
     floor: NonNegative
@@ -475,8 +487,9 @@ class Position(_Model):
     asset : str
         Name of an asset of the market.
     side : {"long", "short"}
+        Long gains when the price rises, short when it falls.
     leverage : float
-        Notional / margin at entry.
+        Notional / margin at entry (dimensionless, ``10`` = 10x).
     margin : float
         Initial margin, quote currency; notional = margin * leverage.
     stop_loss : float, optional
@@ -512,6 +525,7 @@ class Account(_Model):
     balance : float
         Wallet balance before opening, quote currency.
     positions : list of Position
+        The open positions, at least one.
     """
 
     balance: Positive
@@ -539,20 +553,25 @@ class Scenario(_Model):
     Attributes
     ----------
     name : str
+        Label used in reports and result files.
     seed : int
         Same seed, same numbers, whatever the chunking or worker count.
     paths : int
-        Number of Monte Carlo paths.
+        Number of Monte Carlo paths (count).
     horizon, step : float
         Horizon and grid step, seconds (text such as ``"30d"``, ``"1h"``).
     chunk_paths : int
-        Paths evaluated at once; sets memory, never the numbers.
+        Paths evaluated at once (count); sets memory, never the numbers.
     market : Market
+        The assets and their price dynamics.
     exchange : ExchangeSpec
         Given by name (``binance-usdm`` -> ``params/exchanges/binance-usdm.yaml``) or inline.
     account : Account
+        Wallet balance and positions.
     modes : list of {"isolated", "cross"}
+        Margin modes to evaluate, all on the same paths.
     ruin : Ruin
+        What counts as ruin.
     """
 
     name: str = "scenario"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import itertools
 import json
 import re
@@ -501,3 +502,44 @@ def test_override_inside_a_named_exchange_starts_from_its_file() -> None:
     assert changed.exchange.taker_fee == 0.0004
     assert changed.exchange.name == base.exchange.name
     assert changed.exchange.tiers == base.exchange.tiers
+
+
+def _documented_fields(model: type) -> dict[str, str]:
+    """Field name -> description from the numpydoc ``Attributes`` sections along the MRO."""
+    described: dict[str, str] = {}
+    for klass in reversed(model.__mro__):
+        doc = inspect.cleandoc(klass.__doc__ or "")
+        _, found, body = doc.partition("Attributes\n----------\n")
+        if not found:
+            continue
+        names: list[str] = []
+        for line in body.splitlines():
+            if line and not line.startswith(" "):
+                names = [n.strip() for n in line.split(" : ")[0].split(",")]
+                described.update(dict.fromkeys(names, ""))
+            elif line.strip() and names:
+                for name in names:
+                    described[name] += line.strip() + " "
+    return described
+
+
+def test_every_scenario_field_is_documented() -> None:
+    from pydantic import BaseModel
+
+    import margin_sim.scenario as module
+
+    models = [
+        klass
+        for _, klass in inspect.getmembers(module, inspect.isclass)
+        if issubclass(klass, BaseModel)
+        and klass.__module__ == module.__name__
+        and not klass.__name__.startswith("_")
+    ]
+    assert len(models) >= 10
+    missing = [
+        f"{model.__name__}.{field}"
+        for model in models
+        for field in model.model_fields
+        if not _documented_fields(model).get(field, "").strip()
+    ]
+    assert missing == []
