@@ -177,3 +177,21 @@ def test_usage_errors_are_one_line(
     assert len(err.splitlines()) == 1, err
     assert err.startswith(f"{prog}: error: ") and reason in err, err
     assert f"see {prog} --help" in err
+
+
+def test_closed_stdout_pipe_is_not_a_traceback(repo_root: Path) -> None:
+    script = Path(sys.executable).parent / "margin-sim"
+    if not script.is_file():
+        pytest.skip(f"console script {script} is not installed (pip install -e .)")
+    argv = [str(script), "liq-price", "--side", "long", "--entry", "20000", "--qty", "1"]
+    process = subprocess.Popen(
+        [*argv, "--wallet", "400", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=repo_root,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader goes away before anything is written
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141, err
+    assert err == ""
