@@ -417,7 +417,7 @@ def numpy_ruin_probability(
     conditioned = np.where(np.isnan(conditioned), 0.0, conditioned)
     before = np.arange(steps)[None, :] < certain_step[:, None]
     log_survival = np.where(before, conditioned, 0.0).sum(axis=1)
-    return np.where(certain_step < steps, 1.0, -np.expm1(log_survival))
+    return np.where(certain_step < steps, 1.0, 0.0 - np.expm1(log_survival))  # never -0.0
 
 
 @njit(cache=True, nogil=True)
@@ -439,7 +439,7 @@ def _ruin_probability(log_ruin, log_liq, implies, certain_step, out):  # pragma:
                 elif r > 0.0:
                     r = 0.0
             total += r
-        out[i] = -math.expm1(total)
+        out[i] = 0.0 - math.expm1(total)  # +0.0, never -0.0
 
 
 def ruin_probability(

@@ -278,7 +278,7 @@ def _scan(
         elif is_liquidated and implies:
             p_ruin[i] = 1.0
         else:
-            p_ruin[i] = -math.expm1(ruin_log)
+            p_ruin[i] = 0.0 - math.expm1(ruin_log)  # +0.0, never -0.0
         if is_liquidated:
             final[i] = base + kept
             lowest = min(lowest, base + kept)

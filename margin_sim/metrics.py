@@ -60,7 +60,11 @@ class ChunkOutcome:
     hours_to_liquidation : float array (n,)
         Time of the sampled liquidation, hours (NaN if none).
     final_equity, min_equity : float arrays (n,)
-        Account equity at the horizon (net of closing fees) and its minimum, quote currency.
+        Quote currency. ``final_equity`` is the close-out value at the horizon: wallet plus
+        unrealised PnL, net of every fee paid and of the taker fee to close what is still
+        open. ``min_equity`` is the lowest running equity (wallet plus unrealised PnL at the
+        mark, fees paid so far) over the grid points and wick troughs: the quantity ruin is
+        defined on, so it can sit above ``final_equity`` by the closing fee.
     no_liquidation_by : float array (n, steps + 1), optional
         Conditional probability of no liquidation by each grid point; reduced to sums at once.
     survival_sum, survival_sum_squares : float arrays (steps + 1,), optional
