@@ -102,6 +102,9 @@ class AssetCalibration:
             up[i] += h
             down[i] -= h
             grad[i] = (func(up) - func(down)) / (2 * h)
+        pinned = [self.fit.names.index(name) for name in self.fit.at_bound]
+        if pinned and np.any(grad[pinned] != 0.0):
+            return value, math.nan  # depends on an estimate stuck on its bound
         return value, float(math.sqrt(max(grad @ cov @ grad, 0.0)))
 
     def estimates(self) -> pd.DataFrame:
@@ -119,7 +122,9 @@ class AssetCalibration:
         fit = self.fit
 
         def drift(t: np.ndarray) -> float:
-            clone = JumpFit(fit.model, names, t, fit.covariance, 0.0, fit.n, True, fit.max_jumps)
+            clone = JumpFit(
+                fit.model, names, t, fit.covariance, 0.0, fit.n, True, fit.max_jumps, fit.at_bound
+            )
             return clone.log_mgf_one() / dt
 
         add("drift", drift, "per year")
@@ -341,6 +346,11 @@ class Calibration:
                 f" UTC, {fit.n} {format_duration(cal.bar_seconds)} returns, {fit.model} fit, "
                 f"log L {fit.log_likelihood:.1f}{'' if fit.converged else ' (NOT converged)'}"
             )
+            if fit.at_bound:
+                lines.append(
+                    f"  note: {', '.join(fit.at_bound)} on the optimiser's bound: a limit, "
+                    "not an estimate (no standard error); try another bar size or model"
+                )
         table = self.report()
         width = max(len(p) for p in table["parameter"])
         for row in table.itertuples():

@@ -271,6 +271,10 @@ class JumpFit:
         Number of returns.
     converged : bool
     max_jumps : int
+    at_bound : tuple of str
+        Parameters whose estimate sits on an optimiser bound (e.g. the jump rate at its cap of
+        ``max_jumps_per_bar``): their standard errors are NaN and the estimate is a limit, not
+        a fit.
     """
 
     model: str
@@ -281,12 +285,14 @@ class JumpFit:
     n: int
     converged: bool
     max_jumps: int
+    at_bound: tuple[str, ...] = ()
 
     @property
     def se(self) -> FloatArray:
         """Standard errors of :attr:`estimate`."""
         with np.errstate(invalid="ignore"):
-            return np.sqrt(np.diag(self.covariance))
+            se = np.sqrt(np.diag(self.covariance))
+        return np.where([name in self.at_bound for name in self.names], np.nan, se)
 
     def value(self, name: str) -> float:
         """One estimate by name."""
@@ -477,12 +483,21 @@ def fit_jump_diffusion(
         steps[5] = 1e-3 * theta[5]
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
         hess = numerical_hessian(nll, theta, steps)
+    # an estimate pinned to an optimiser bound has no standard error; the others get the
+    # covariance conditional on it (the inverse of the free parameters' Hessian block), and the
+    # pinned rows and columns are 0 so that functions not involving it keep their SE
+    lo = np.array([b[0] for b in bounds])
+    hi = np.array([b[1] for b in bounds])
+    pinned = (np.abs(best.x - lo) < 1e-6) | (np.abs(best.x - hi) < 1e-6)
+    at_bound = tuple(name for name, flag in zip(names, pinned, strict=True) if flag)
+    free = ~pinned
     covariance = np.full((len(names), len(names)), np.nan)
-    if np.all(np.isfinite(hess)):
+    block = hess[np.ix_(free, free)]
+    if np.all(np.isfinite(block)) and block.size:
         try:
-            eig = np.linalg.eigvalsh(hess)
-            if eig.min() > 0:
-                covariance = np.linalg.inv(hess)
+            if np.linalg.eigvalsh(block).min() > 0:
+                covariance = np.zeros((len(names), len(names)))
+                covariance[np.ix_(free, free)] = np.linalg.inv(block)
         except np.linalg.LinAlgError:
             pass
     return JumpFit(
@@ -494,4 +509,5 @@ def fit_jump_diffusion(
         n=int(r.size),
         converged=bool(best.success),
         max_jumps=max_jumps,
+        at_bound=at_bound,
     )

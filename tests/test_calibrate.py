@@ -201,3 +201,24 @@ def test_cli_bad_file_exit_code_2(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["calibrate", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "timestamp" in err
+
+
+def test_an_estimate_on_its_bound_is_flagged_and_has_no_standard_error() -> None:
+    """Returns with a jump in almost every bar, fitted with the intensity capped far below
+    that: the intensity ends on its cap, which is a limit, not an estimate."""
+    from margin_sim.jump_mle import fit_jump_diffusion
+
+    rng = np.random.default_rng(5)
+    n = 4000
+    jumps = rng.poisson(0.8, n)
+    returns = 0.002 * rng.standard_normal(n) + rng.normal(0.0, 0.01, n) * np.sqrt(jumps)
+    fit = fit_jump_diffusion(returns, "merton", max_jumps_per_bar=0.01)
+    assert fit.at_bound == ("lam",)
+    assert math.isnan(fit.se[fit.names.index("lam")])
+    assert np.isfinite(fit.se[fit.names.index("sigma")])
+    rare = 0.002 * rng.standard_normal(n) + rng.normal(0.0, 0.01, n) * np.sqrt(
+        rng.poisson(0.05, n)
+    )
+    free = fit_jump_diffusion(rare, "merton")
+    assert free.at_bound == ()
+    assert np.all(np.isfinite(free.se))
