@@ -154,7 +154,7 @@ def _scan(
     curve_sq,
 ):  # pragma: no cover
     n = log_liq.shape[0]
-    steps = epoch.size
+    steps = epoch.size - 1
     slope = direction * quantity
     n_tiers = floors.size
     log_q = np.zeros(steps)
@@ -229,7 +229,7 @@ def _scan(
         no_ruin = clamp and base > threshold  # equity >= free wallet > threshold
         last_open = min(liq_step, steps - 1)
         for s in range(last_open + 1):
-            m = margin[i, s]
+            m = margin[i, epoch[s]]
             value = m + slope * (price[i, s] - entry)
             if clamp and value < 0.0:
                 value = 0.0
@@ -284,7 +284,7 @@ def _scan(
             lowest = min(lowest, base + kept)
         else:
             price_end = price[i, steps]
-            value = margin[i, steps] + slope * (price_end - entry)
+            value = margin[i, epoch[steps]] + slope * (price_end - entry)
             final[i] = base + value - taker_fee * quantity * price_end
             if clamp and value < 0.0:
                 value = 0.0
@@ -313,10 +313,11 @@ def single_position_scan(
         ln price and price of the position's asset at the grid points.
     log_liquidation_barrier : array (n, E)
         ln liquidation price in each funding epoch (NaN: none).
-    epoch : int array (S,)
-        The epoch of each step (the liquidation price moves only when funding is paid).
-    margin : array (n, S + 1)
-        The position's margin at each grid point (isolated margin, or the cross wallet).
+    epoch : int array (S + 1,)
+        The epoch of each grid point (margin and liquidation price move only when funding is
+        paid); step s uses the epoch of its starting point.
+    margin : array (n, E)
+        The position's margin in each epoch (isolated margin, or the cross wallet).
     variance : float
         Variance of ln price over one step.
     events : tuple
@@ -332,7 +333,7 @@ def single_position_scan(
     """
     if not HAVE_NUMBA:  # pragma: no cover - the engine calls this only with numba
         raise RuntimeError("the single-position fast path needs numba")
-    n, steps = log_liquidation_barrier.shape[0], epoch.size
+    n, steps = log_liquidation_barrier.shape[0], epoch.size - 1
     out = SingleOutcome(
         p_liquidation=np.empty(n),
         p_ruin=np.empty(n),

@@ -145,13 +145,11 @@ def _liquidation_log_barrier(
     margin: FloatArray,
     counts: IntArray,
     piecewise_constant: bool,
-    by_epoch: bool = False,
-) -> FloatArray | tuple[FloatArray, IntArray]:
+) -> FloatArray:
     """ln of position k's liquidation price for every step, (n, S), from its margin per step.
 
     The margin moves only when funding is paid (``piecewise_constant``), so the tiered solve
-    runs once per funding epoch and is expanded to the steps (or, with ``by_epoch``, returned
-    per epoch (n, E) with the epoch of each step).
+    runs once per funding epoch and is expanded to the steps.
     """
     if piecewise_constant:
         steps = margin.shape[1]
@@ -164,11 +162,47 @@ def _liquidation_log_barrier(
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         log_price = np.log(price)
-    if by_epoch:
-        if not piecewise_constant:
-            epoch = np.arange(margin.shape[1])
-        return log_price, epoch
     return log_price[:, epoch] if piecewise_constant else log_price
+
+
+def _funding_by_epoch(
+    rules: ExchangeRules, book: _Book, chunk: PathChunk, counts: IntArray
+) -> tuple[FloatArray, IntArray]:
+    """Cumulative funding paid by each position, per funding epoch, and each grid point's epoch.
+
+    Returns
+    -------
+    paid : array (K, n, E + 1)
+        Column j: paid after the first j funding payments, quote currency.
+    epoch : int array (S + 1,)
+        The column that holds grid point k (its payments are the funding times <= t_k).
+
+    The same in every mode, so it is computed once per chunk.
+    """
+    cache = chunk.cache
+    if "funding" in cache:
+        return cache["funding"]
+    funding = rules.funding
+    n = chunk.path_index.size
+    columns = np.flatnonzero(counts)
+    if not columns.size or (funding.rate == 0 and funding.std == 0):
+        result = (np.zeros((len(book), n, 1)), np.zeros(counts.size, np.int64))
+        cache["funding"] = result
+        return result
+    rate: FloatArray = (counts[columns] * funding.rate)[None, :]
+    if funding.model == "random" and funding.std > 0:
+        interval_index = np.cumsum(counts)[columns]
+        noise = counter_normal(
+            chunk.seed, chunk.path_index[:, None], _SLOT_FUNDING, interval_index[None, :]
+        )
+        rate = rate + np.sqrt(counts[columns]) * funding.std * noise
+    epoch = np.searchsorted(columns, np.arange(counts.size), side="right")
+    paid = np.zeros((len(book), n, columns.size + 1))
+    for k in range(len(book)):
+        price = chunk.prices[book.asset[k]][:, columns]
+        np.cumsum(book.sign[k] * book.quantity[k] * price * rate, axis=1, out=paid[k][:, 1:])
+    cache["funding"] = (paid, epoch)
+    return paid, epoch
 
 
 def _funding_paid(
@@ -180,37 +214,11 @@ def _funding_paid(
 ) -> FloatArray:
     """Cumulative funding paid by each position up to each grid point, (K, n, S+1), quote.
 
-    The same in every mode, so it is computed once per chunk. Payments happen only at the
-    grid points that hold a funding time; the cumulative sum runs over those columns and is
-    then spread over the grid.
+    Payments happen only at the grid points that hold a funding time (see
+    :func:`_funding_by_epoch`); here they are spread over the grid.
     """
-    cache = chunk.cache
-    if "funding" in cache:
-        return cache["funding"]
-    funding = rules.funding
-    n = chunk.path_index.size
-    columns = np.flatnonzero(counts)
-    if not columns.size or (funding.rate == 0 and funding.std == 0):
-        paid = np.zeros((len(book), n, counts.size))
-        cache["funding"] = paid
-        return paid
-    rate: FloatArray = (counts[columns] * funding.rate)[None, :]
-    if funding.model == "random" and funding.std > 0:
-        interval_index = np.cumsum(counts)[columns]
-        noise = counter_normal(
-            chunk.seed, chunk.path_index[:, None], _SLOT_FUNDING, interval_index[None, :]
-        )
-        rate = rate + np.sqrt(counts[columns]) * funding.std * noise
-    # grid point k has paid the payments of the funding columns <= k
-    spread = np.searchsorted(columns, np.arange(counts.size), side="right")
-    paid = np.empty((len(book), n, counts.size))
-    for k in range(len(book)):
-        price = chunk.prices[book.asset[k]][:, columns]
-        cumulative = np.zeros((n, columns.size + 1))
-        np.cumsum(book.sign[k] * book.quantity[k] * price * rate, axis=1, out=cumulative[:, 1:])
-        paid[k] = cumulative[:, spread]
-    cache["funding"] = paid
-    return paid
+    paid, epoch = _funding_by_epoch(rules, book, chunk, counts)
+    return paid[:, :, epoch]
 
 
 def _log_barrier_survival(
@@ -632,14 +640,23 @@ def _single_outcome(
     rules: ExchangeRules,
     book: _Book,
     chunk: PathChunk,
-    log_liq_barrier: tuple[FloatArray, IntArray],
     margin: FloatArray,
+    epoch: IntArray,
     *,
     base: float,
     clamp: bool,
     keep_maintenance: bool,
 ) -> ChunkOutcome:
-    """One position without a stop, in one compiled pass (isolated or cross)."""
+    """One position without a stop, in one compiled pass (isolated or cross).
+
+    ``margin`` (n, E + 1) is the position's margin (isolated margin or cross wallet) in each
+    funding epoch, ``epoch`` (S + 1,) the epoch of each grid point.
+    """
+    liquidation_price = rules.isolated_liquidation_price(
+        book.names[0], book.sign[0], book.quantity[0], book.entry[0], margin
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_liq = np.log(liquidation_price)
     n = chunk.path_index.size
     asset = int(book.asset[0])
     table = rules.tiers(book.names[0])
@@ -669,8 +686,8 @@ def _single_outcome(
         position,
         chunk.log_price[asset],
         chunk.prices[asset],
-        log_liq_barrier[0],
-        log_liq_barrier[1],
+        log_liq,
+        epoch,
         margin,
         float(chunk.step_variance[asset]),
         (
@@ -715,24 +732,22 @@ def _isolated(
         margin0 = margin0 + np.where(book.auto_add, share, 0.0)
         free -= share * int(book.auto_add.sum())
     counts = _funding_counts(scenario)
-    paid = _funding_paid(scenario, rules, book, chunk, counts)
-    prices = chunk.prices
-    margin = [margin0[k] - paid[k] for k in range(len(book))]  # (n, S+1) each
     if _use_single(book):
-        log_liq = _liquidation_log_barrier(
-            rules, book, 0, margin[0][:, :-1], counts, True, by_epoch=True
-        )
+        paid_epoch, epoch = _funding_by_epoch(rules, book, chunk, counts)
         return _single_outcome(
             scenario,
             rules,
             book,
             chunk,
-            log_liq,
-            margin[0],
+            margin0[0] - paid_epoch[0],
+            epoch,
             base=free,
             clamp=True,
             keep_maintenance=False,
         )
+    paid = _funding_paid(scenario, rules, book, chunk, counts)
+    prices = chunk.prices
+    margin = [margin0[k] - paid[k] for k in range(len(book))]  # (n, S+1) each
     closures: list[_Closure] = []
     log_liq_barriers: list[FloatArray] = []
     for k in range(len(book)):
@@ -902,26 +917,23 @@ def _cross(scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChu
     threshold = scenario.ruin.equity_fraction * balance
     wallet0 = balance - rules.taker_fee * book.notional.sum()
     counts = _funding_counts(scenario)
-    paid = _funding_paid(scenario, rules, book, chunk, counts)
-    prices = chunk.prices
-    rows = np.arange(n)
-    single = len(book) == 1
     if _use_single(book):
-        wallet_open = wallet0 - paid[0]
-        log_liq = _liquidation_log_barrier(
-            rules, book, 0, wallet_open[:, :-1], counts, True, by_epoch=True
-        )
+        paid_epoch, epoch = _funding_by_epoch(rules, book, chunk, counts)
         return _single_outcome(
             scenario,
             rules,
             book,
             chunk,
-            log_liq,
-            wallet_open,
+            wallet0 - paid_epoch[0],
+            epoch,
             base=0.0,
             clamp=False,
             keep_maintenance=True,
         )
+    paid = _funding_paid(scenario, rules, book, chunk, counts)
+    prices = chunk.prices
+    rows = np.arange(n)
+    single = len(book) == 1
     if single:
         # one position: the account is that position with the whole wallet as its margin, so
         # its stop-loss and its liquidation compete exactly as in isolated mode
