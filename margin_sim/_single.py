@@ -159,6 +159,8 @@ def _scan(
     n_tiers = floors.size
     log_q = np.zeros(steps)
     first_event = np.zeros(steps + 1, np.int64)
+    n_epochs = margin.shape[1]
+    ruin_barrier = np.empty(n_epochs)
     for i in range(n):
         # pass 1: liquidation, step by step (engine._sample_closure)
         cumulative = 0.0
@@ -224,10 +226,21 @@ def _scan(
         # pass 2: equity on the grid and at the troughs, and ruin, while the position is open
         lowest = np.inf
         ruin_log = 0.0
-        last_price = np.nan
-        last_log = np.nan
         no_ruin = clamp and base > threshold  # equity >= free wallet > threshold
         last_open = min(liq_step, steps - 1)
+        if not no_ruin:  # the ruin barrier of each funding epoch
+            for j in range(n_epochs):
+                # equity base + m + slope (P - entry) = threshold
+                barrier_price = (threshold - (base + margin[i, j] - slope * entry)) / slope
+                if barrier_price > 0.0:
+                    log_barrier = math.log(barrier_price)
+                    if direction * (log_barrier - log_liq[i, j]) <= 0.0:
+                        log_barrier = np.nan  # beyond the liquidation price: liquidated first
+                elif direction < 0.0:
+                    log_barrier = direction * np.inf  # ruined at any price
+                else:
+                    log_barrier = np.nan
+                ruin_barrier[j] = log_barrier
         for s in range(last_open + 1):
             m = margin[i, epoch[s]]
             value = m + slope * (price[i, s] - entry)
@@ -241,20 +254,8 @@ def _scan(
                 lowest = min(lowest, base + value)
             if no_ruin:
                 continue
-            barrier_price = (threshold - (base + m - slope * entry)) / slope
-            if barrier_price > 0.0:
-                if barrier_price != last_price:  # moves only with funding
-                    last_price = barrier_price
-                    last_log = math.log(barrier_price)
-                log_barrier = last_log
-                if direction * (log_barrier - log_liq[i, epoch[s]]) <= 0.0:
-                    log_barrier = np.nan  # beyond the liquidation price: liquidated first
-            elif direction < 0.0:
-                log_barrier = direction * np.inf  # ruined at any price
-            else:
-                log_barrier = np.nan
             log_r = _step_log_survival(
-                log_barrier,
+                ruin_barrier[epoch[s]],
                 direction,
                 log_price[i, s],
                 log_price[i, s + 1],
