@@ -158,21 +158,24 @@ class SimulationResult:
         outcomes: dict[str, list[ChunkOutcome]],
     ) -> SimulationResult:
         """Assemble a result from the chunks of every mode."""
-        frames = []
-        survival = {}
-        for mode, chunks in outcomes.items():
-            columns: dict[str, Any] = {
-                "path": np.concatenate([c.path_index for c in chunks]),
-                "mode": mode,
-            }
-            for name in _PER_PATH_COLUMNS:
-                columns[name] = np.concatenate([getattr(c, name) for c in chunks])
-            frames.append(pd.DataFrame(columns))
-            total = sum(c.survival_sum for c in chunks)
-            squares = sum(c.survival_sum_squares for c in chunks)
-            survival[mode] = (total, squares)
-        per_path = pd.concat(frames, ignore_index=True)
-        per_path["mode"] = pd.Categorical(per_path["mode"], categories=list(outcomes))
+        modes = list(outcomes)
+        columns: dict[str, Any] = {
+            "path": np.concatenate([c.path_index for m in modes for c in outcomes[m]]),
+        }
+        counts = [sum(c.path_index.size for c in outcomes[m]) for m in modes]
+        columns["mode"] = pd.Categorical.from_codes(
+            np.repeat(np.arange(len(modes)), counts), categories=modes
+        )
+        for name in _PER_PATH_COLUMNS:
+            columns[name] = np.concatenate([getattr(c, name) for m in modes for c in outcomes[m]])
+        per_path = pd.DataFrame(columns)
+        survival = {
+            m: (
+                sum(c.survival_sum for c in outcomes[m]),
+                sum(c.survival_sum_squares for c in outcomes[m]),
+            )
+            for m in modes
+        }
         return cls(scenario=scenario, paths=paths, seed=seed, per_path=per_path, _survival=survival)
 
     @property
