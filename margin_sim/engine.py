@@ -1079,36 +1079,54 @@ def _chunks(scenario: Scenario, paths: int, seed: int, chunk_paths: int) -> Iter
 
 
 def _evaluate_range(
-    scenario: Scenario, first_path: int, paths: int, seed: int
-) -> dict[str, ChunkOutcome]:
-    """Worker job: paths ``first_path .. first_path + paths - 1`` in one chunk."""
+    scenario: Scenario, first_path: int, paths: int, seed: int, chunk_paths: int
+) -> list[dict[str, ChunkOutcome]]:
+    """Worker job: paths ``first_path .. first_path + paths - 1``, chunk by chunk."""
     rules = ExchangeRules(scenario.exchange)
     book = _Book.from_scenario(scenario)
-    (chunk,) = simulate_paths(
-        scenario, paths=paths, seed=seed, chunk_paths=paths, first_path=first_path
+    chunks = simulate_paths(
+        scenario, paths=paths, seed=seed, chunk_paths=chunk_paths, first_path=first_path
     )
-    seeded = _SeededChunk(chunk, seed)
-    return {mode: _MODES[mode](scenario, rules, book, seeded) for mode in scenario.modes}
+    results = []
+    for chunk in chunks:
+        seeded = _SeededChunk(chunk, seed)
+        results.append(
+            {mode: _MODES[mode](scenario, rules, book, seeded) for mode in scenario.modes}
+        )
+    return results
 
 
 def _parallel_outcomes(
     scenario: Scenario, paths: int, seed: int, chunk_paths: int, workers: int
 ) -> Iterator[dict[str, ChunkOutcome]]:
-    """Chunks evaluated in worker processes, yielded in path order."""
+    """Chunks evaluated in worker processes, yielded in path order.
+
+    The chunks are dealt out in contiguous runs (about four per worker, so that a slow one
+    does not hold the others up), each run set up once in its worker.
+    """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     chunk_paths = -(-chunk_paths // BLOCK_PATHS) * BLOCK_PATHS
-    starts = range(0, paths, chunk_paths)
+    n_chunks = -(-paths // chunk_paths)
+    per_task = max(1, -(-n_chunks // (4 * workers)))
+    starts = range(0, paths, per_task * chunk_paths)
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = [
-            pool.submit(_evaluate_range, scenario, start, min(chunk_paths, paths - start), seed)
+            pool.submit(
+                _evaluate_range,
+                scenario,
+                start,
+                min(per_task * chunk_paths, paths - start),
+                seed,
+                chunk_paths,
+            )
             for start in starts
         ]
         for future in futures:
-            yield future.result()
+            yield from future.result()
 
 
 def simulate(
