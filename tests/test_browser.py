@@ -207,9 +207,16 @@ def browser(chromium: str, tmp_path: Path) -> Iterator[DevTools]:
         _stop(process)
 
 
-_PANEL = "window.jupyterapp && window.jupyterapp.shell.currentWidget"
+# The notebook panel: the current widget, or (when the headless window has no focus and so no
+# current widget, as happens on a first start) the main-area widget that has a session.
+_PANEL = (
+    "(window.jupyterapp && (window.jupyterapp.shell.currentWidget"
+    " || Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.sessionContext)))"
+)
 _STATE = """JSON.stringify((() => {
-  const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const app = window.jupyterapp;
+  const panel = app && (app.shell.currentWidget
+                        || Array.from(app.shell.widgets('main')).find(w => w.sessionContext));
   const session = panel && panel.sessionContext && panel.sessionContext.session;
   return {title: document.title, panel: !!panel,
           kernel: session && session.kernel ? session.kernel.status : null,
@@ -247,6 +254,13 @@ def test_dragging_the_leverage_slider_redraws_the_probability_figure(
     )
     try:
         _wait(lambda: browser.evaluate(ready), 300, "the notebook and an idle kernel")
+        # make it the current notebook, which the command acts on
+        browser.evaluate(f"window.jupyterapp.shell.activateById({_PANEL}.id)")
+        _wait(
+            lambda: browser.evaluate("!!window.jupyterapp.shell.currentWidget"),
+            30,
+            "the notebook to be current",
+        )
         browser.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
         before = _wait(lambda: browser.evaluate(_FIGURE), 180, "the probability FigureWidget")
     except TimeoutError as error:
