@@ -222,3 +222,44 @@ def test_an_estimate_on_its_bound_is_flagged_and_has_no_standard_error() -> None
     free = fit_jump_diffusion(rare, "merton")
     assert free.at_bound == ()
     assert np.all(np.isfinite(free.se))
+
+
+@pytest.mark.parametrize("model", ["merton", "kou"])
+def test_mle_recovers_the_parameters_of_the_projects_own_paths(model: str) -> None:
+    """Fit the daily grid returns of margin_sim.market.simulate_paths (the paths the engine
+    evaluates) and find the scenario's jump parameters back within 4 standard errors."""
+    import margin_sim as ms
+    from margin_sim.market import simulate_paths
+
+    jumps = (
+        {"model": "merton", "per_year": 40, "mean": -0.04, "std": 0.03}
+        if model == "merton"
+        else {"model": "kou", "per_year": 40, "p_up": 0.4, "up_mean": 0.03, "down_mean": 0.05}
+    )
+    scenario = ms.load_scenario(
+        {
+            "paths": 400,
+            "horizon": "30d",
+            "step": "1d",
+            "seed": 21,
+            "market": {"assets": {"X": {"price": 100.0, "vol": 0.5, "jumps": jumps}}},
+            "exchange": "binance-usdm",
+            "account": {"balance": 1000, "positions": [{"asset": "X", "side": "long",
+                                                        "leverage": 2, "margin": 100}]},
+        }
+    )
+    returns = np.concatenate(
+        [np.diff(chunk.log_price[0], axis=1).ravel() for chunk in simulate_paths(scenario)]
+    )
+    fit = fit_jump_diffusion(returns, model, max_jumps=4)
+    assert fit.converged
+    dt = 1 / 365
+    truth = {"sigma": 0.5 * math.sqrt(dt), "lam": 40 * dt}
+    if model == "merton":
+        truth |= {"m": -0.04, "s": 0.03}
+    else:
+        truth |= {"p": 0.4, "eta1": 1 / 0.03, "eta2": 1 / 0.05}
+    for name, value in truth.items():
+        estimate, se = fit.value(name), fit.stderr(name)
+        assert math.isfinite(se) and se > 0, name
+        assert abs(estimate - value) < 4 * se, (name, estimate, value, se)
