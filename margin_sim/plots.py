@@ -403,6 +403,7 @@ def final_equity_figure(
     bins: int = 60,
     as_loss: bool = False,
     title: str | None = None,
+    currency: str = "USDT",
 ) -> go.Figure:
     """Distribution of the account's final equity (or loss) in each mode, on shared bins.
 
@@ -419,6 +420,8 @@ def final_equity_figure(
     as_loss : bool
         Draw the loss ``balance - final equity`` instead (needs ``balance``).
     title : str, optional
+    currency : str
+        Quote currency named on the axis.
 
     Returns
     -------
@@ -474,7 +477,7 @@ def final_equity_figure(
             **_vlines(marks),
             barmode="overlay",
             bargap=0.0,
-            xaxis={"title": {"text": f"{what} (quote currency)"}, "tickformat": ",.0f"},
+            xaxis={"title": {"text": f"{what} ({currency})"}, "tickformat": ",.0f"},
             yaxis={"title": {"text": "share of paths"}, "tickformat": ".0%"},
         ),
     )

@@ -173,6 +173,10 @@ def test_report_html_holds_every_figure_and_the_simulated_numbers(
     iso = summary.loc["isolated"]
     assert f"{100 * iso.liquidation_probability:.2f}%" in text  # the conclusion quotes it
     assert "injected by papermill" in text
+    assert "± 0.00%" not in text  # an exact zero is said in words, with its 3/N bound
+    for mode in ("isolated", "cross"):
+        if summary.loc[mode, "ruin_probability"] == 0:
+            assert f"zero on all {PATHS:,} paths" in text
     assert f"seed = {SEED}" in text and f"paths = {PATHS}" in text
     assert "ms.simulate(" not in text  # code inputs are hidden
 
