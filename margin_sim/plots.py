@@ -663,6 +663,14 @@ def summary_table_figure(
         labels.append("isolated − cross")
         for k, (name, _, _) in enumerate(columns):
             values[k].append(_finite_or_none(difference.get(name, np.nan)))
+    formats: list[str | None] = [fmt for _, _, fmt in columns]
+    for k, (name, _, fmt) in enumerate(columns):
+        if name == "median_hours_to_liquidation":
+            # no liquidation at all: say "none" (a number format would show a blank as 0.0)
+            values[k] = [
+                "none" if v is None else format(v, fmt) for v in values[k]  # type: ignore[misc]
+            ]
+            formats[k] = None
     table = {
         "type": "table",
         "header": {
@@ -672,7 +680,7 @@ def summary_table_figure(
         },
         "cells": {
             "values": [labels, *values],
-            "format": [None, *(fmt for _, _, fmt in columns)],
+            "format": [None, *formats],
             "align": ["left", *(["right"] * len(columns))],
             "height": 28,
         },

@@ -169,7 +169,9 @@ def test_summary_table_keeps_raw_numbers() -> None:
     cells = figure.data[0].cells.values
     assert list(cells[0]) == ["isolated", "cross", "isolated − cross"]
     assert list(cells[1]) == [0.123456789, 0.01, 0.11]
-    assert list(cells[3]) == [12.5, None, None]
+    # median hours as text, "none" where nothing was liquidated (a blank would show as 0.0)
+    assert list(cells[3]) == ["12.5", "none", "none"]
+    assert figure.data[0].cells.format[3] is None
 
 
 def test_initial_liquidation_price_matches_binance_formula(tiny_scenario: dict) -> None:
