@@ -49,7 +49,8 @@ SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("median_hours_to_liquidation", "median h to liq.", ",.1f"),
 )
 
-_PATH_COLORS = ("#636efa", "#00a087", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880")
+# sample paths avoid the modes' blue and red, so a liquidation line never looks like a path
+_PATH_COLORS = ("#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f")
 _Z95 = 1.959963984540054  # two-sided 95% normal quantile
 _AXIS = {
     "gridcolor": "#ebf0f8",
