@@ -245,6 +245,9 @@ def test_dragging_the_leverage_slider_redraws_the_probability_figure(
     lab: str, browser: DevTools
 ) -> None:
     browser.send("Page.enable")
+    # a headless window never has the focus, so JupyterLab's focus tracker may never make the
+    # notebook its current widget (seen on the first start in a fresh clone); emulate focus
+    browser.send("Emulation.setFocusEmulationEnabled", enabled=True)
     browser.send("Page.navigate", url=f"{lab}/lab/tree/explore.ipynb")
     ready = (
         f"!!({_PANEL} && {_PANEL}.sessionContext && {_PANEL}.sessionContext.session"
@@ -255,7 +258,10 @@ def test_dragging_the_leverage_slider_redraws_the_probability_figure(
     try:
         _wait(lambda: browser.evaluate(ready), 300, "the notebook and an idle kernel")
         # make it the current notebook, which the command acts on
-        browser.evaluate(f"window.jupyterapp.shell.activateById({_PANEL}.id)")
+        browser.evaluate(
+            f"(() => {{ const p = {_PANEL}; window.jupyterapp.shell.activateById(p.id);"
+            " p.activate(); p.content.node.focus(); return true; })()"
+        )
         _wait(
             lambda: browser.evaluate("!!window.jupyterapp.shell.currentWidget"),
             30,
