@@ -53,6 +53,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from margin_sim import _kernels
 from margin_sim._kernels import Book as KernelBook
 from margin_sim._kernels import (
     barrier_log_survival,
@@ -138,31 +139,19 @@ def _funding_counts(scenario: Scenario) -> IntArray:
     return counts
 
 
-def _liquidation_log_barrier(
-    rules: ExchangeRules,
-    book: _Book,
-    k: int,
-    margin: FloatArray,
-    counts: IntArray,
-    piecewise_constant: bool,
+def _log_liquidation_price(
+    rules: ExchangeRules, book: _Book, k: int, margin: FloatArray
 ) -> FloatArray:
-    """ln of position k's liquidation price for every step, (n, S), from its margin per step.
+    """ln of position k's liquidation price for margins of any shape (NaN where none).
 
-    The margin moves only when funding is paid (``piecewise_constant``), so the tiered solve
-    runs once per funding epoch and is expanded to the steps.
+    Called on margins per funding epoch (n, E + 1): the margin, and so the tiered solve, moves
+    only when funding is paid; callers expand to steps with the epoch of each grid point.
     """
-    if piecewise_constant:
-        steps = margin.shape[1]
-        changes = counts[1:steps] > 0
-        starts = np.concatenate([[0], np.flatnonzero(changes) + 1])
-        epoch = np.cumsum(np.concatenate([[False], changes]))
-        margin = margin[:, starts]
     price = rules.isolated_liquidation_price(
         book.names[k], book.sign[k], book.quantity[k], book.entry[k], margin
     )
     with np.errstate(invalid="ignore", divide="ignore"):
-        log_price = np.log(price)
-    return log_price[:, epoch] if piecewise_constant else log_price
+        return np.log(price)
 
 
 def _funding_by_epoch(
@@ -205,21 +194,12 @@ def _funding_by_epoch(
     return paid, epoch
 
 
-def _funding_paid(
-    scenario: Scenario,
-    rules: ExchangeRules,
-    book: _Book,
-    chunk: PathChunk,
-    counts: IntArray,
-) -> FloatArray:
-    """Cumulative funding paid by each position up to each grid point, (K, n, S+1), quote.
+def _spread_over_grid(paid: FloatArray, epoch: IntArray) -> FloatArray:
+    """Per-epoch values (K, n, E + 1) spread over the grid points (K, n, S + 1).
 
-    Payments happen only at the grid points that hold a funding time (see
-    :func:`_funding_by_epoch`); here they are spread over the grid.
+    ``epoch`` is non-decreasing: each column is repeated over its run of grid points (a copy
+    per run, much faster than a gather).
     """
-    paid, epoch = _funding_by_epoch(rules, book, chunk, counts)
-    # epoch is non-decreasing: repeat each column over its run of grid points (a copy per run,
-    # much faster than a gather)
     return np.repeat(paid, np.bincount(epoch, minlength=paid.shape[2]), axis=2)
 
 
@@ -274,7 +254,6 @@ class _Closure:
     p_liquidation: FloatArray  # conditional probability of liquidation within the horizon
     curve_sum: FloatArray  # (S+1,) sum over paths of P(not liquidated by grid point k)
     curve_sum_squares: FloatArray
-    curve: FloatArray | None  # (n, S+1) P(not liquidated by grid point k), when asked for
     log_close: FloatArray  # (n, S) per-step log survival of closing (any cause)
     log_liquidation: FloatArray  # (n, S) per-step log P(no liquidation | open at start)
     fill: FloatArray | None = None  # (n,) price a stop-loss filled at (NaN where none)
@@ -286,15 +265,14 @@ def _sample_closure(
     log_close: FloatArray,
     log_liquidation: FloatArray,
     slot: int,
-    keep_curve: bool = False,
 ) -> _Closure:
     """Conditional probabilities and one sampled trajectory of a closable thing."""
     steps = log_close.shape[1]
     u_step = counter_uniform(chunk.seed, chunk.path_index, slot)
     u_kind = counter_uniform(chunk.seed, chunk.path_index, slot + 1)
     u_time = counter_uniform(chunk.seed, chunk.path_index, slot + 2)
-    step, share, p_liquidation, curve_sum, curve_sq, curve = closure_scan(
-        log_close, log_liquidation, np.log(u_step), keep_curve
+    step, share, p_liquidation, curve_sum, curve_sq, _ = closure_scan(
+        log_close, log_liquidation, np.log(u_step), False
     )
     closed = step < steps
     step_hours = scenario.step / 3600.0
@@ -305,7 +283,6 @@ def _sample_closure(
         p_liquidation=p_liquidation,
         curve_sum=curve_sum,
         curve_sum_squares=curve_sq,
-        curve=curve,
         log_close=log_close,
         log_liquidation=log_liquidation,
     )
@@ -318,7 +295,6 @@ def _position_closure(
     k: int,
     log_liq_barrier: FloatArray | None,
     slot: int,
-    keep_curve: bool = False,
 ) -> _Closure:
     """Liquidation (if ``log_liq_barrier`` is given) and stop-loss of position ``k``."""
     n, steps = chunk.path_index.size, scenario.n_steps
@@ -334,7 +310,6 @@ def _position_closure(
             p_liquidation=np.zeros(n),
             curve_sum=np.full(steps + 1, float(n)),
             curve_sum_squares=np.full(steps + 1, float(n)),
-            curve=np.ones((n, steps + 1)) if keep_curve else None,
             log_close=nothing,
             log_liquidation=nothing,
         )
@@ -346,7 +321,7 @@ def _position_closure(
     else:
         log_liq, log_liq_events = zeros, zeros
     if not has_stop:
-        return _sample_closure(chunk, scenario, log_liq, log_liq, slot, keep_curve)
+        return _sample_closure(chunk, scenario, log_liq, log_liq, slot)
     log_stop_barrier = np.full((n, steps), math.log(book.stop[k]))
     log_stop, _ = _log_barrier_survival(chunk, asset, log_stop_barrier, direction, "last")
     if log_liq_barrier is None:
@@ -357,7 +332,7 @@ def _position_closure(
         stop_nearer |= np.isnan(log_liq_barrier)
     log_close = np.where(stop_nearer, np.minimum(log_stop, log_liq_events), log_liq)
     log_liquidation = np.where(stop_nearer, log_liq_events, log_liq)
-    closure = _sample_closure(chunk, scenario, log_close, log_liquidation, slot, keep_curve)
+    closure = _sample_closure(chunk, scenario, log_close, log_liquidation, slot)
     stopped = (closure.step < steps) & ~closure.liquidated
     fill = np.where(stopped, book.stop[k], np.nan)
     gapped, price = _gap_fills(chunk, book, k, closure.step, stopped)
@@ -573,9 +548,7 @@ def _portfolio_log_survival(
 
 def _ruin_log_survival(
     chunk: PathChunk,
-    scenario: Scenario,
     book: _Book,
-    open_mask: np.ndarray,
     constant: FloatArray,
     threshold: float,
     clamp_positions: bool,
@@ -588,7 +561,7 @@ def _ruin_log_survival(
     Equity during step s = ``constant[:, s]`` + sum over open positions of their value, where a
     position's value is ``s Q (P - EP)`` plus, in isolated mode, its margin ``margin[k][:, s]``
     (clamped at 0 when ``clamp_positions``: an isolated position cannot lose more than its
-    margin). ``open_mask[k]`` is ``step <= close_step[k]``. With one position,
+    margin), while it is open (``step <= close_step[k]``). With one position,
     ``log_liq_barrier`` (n, S) is its liquidation barrier: a ruin
     level beyond it cannot be reached while the position is open (it is liquidated first, and
     the sampled liquidation decides the rest).
@@ -627,8 +600,6 @@ FAST_SINGLE_POSITION = True
 
 
 def _use_single(book: _Book) -> bool:
-    from margin_sim import _kernels
-
     return (
         FAST_SINGLE_POSITION
         and _kernels.HAVE_NUMBA
@@ -654,11 +625,7 @@ def _single_outcome(
     ``margin`` (n, E + 1) is the position's margin (isolated margin or cross wallet) in each
     funding epoch, ``epoch`` (S + 1,) the epoch of each grid point.
     """
-    liquidation_price = rules.isolated_liquidation_price(
-        book.names[0], book.sign[0], book.quantity[0], book.entry[0], margin
-    )
-    with np.errstate(invalid="ignore", divide="ignore"):
-        log_liq = np.log(liquidation_price)
+    log_liq = _log_liquidation_price(rules, book, 0, margin)
     n = chunk.path_index.size
     asset = int(book.asset[0])
     table = rules.tiers(book.names[0])
@@ -734,8 +701,8 @@ def _isolated(
         margin0 = margin0 + np.where(book.auto_add, share, 0.0)
         free -= share * int(book.auto_add.sum())
     counts = _funding_counts(scenario)
+    paid_epoch, epoch = _funding_by_epoch(rules, book, chunk, counts)
     if _use_single(book):
-        paid_epoch, epoch = _funding_by_epoch(rules, book, chunk, counts)
         return _single_outcome(
             scenario,
             rules,
@@ -747,13 +714,14 @@ def _isolated(
             clamp=True,
             keep_maintenance=False,
         )
-    paid = _funding_paid(scenario, rules, book, chunk, counts)
+    paid = _spread_over_grid(paid_epoch, epoch)
     prices = chunk.prices
     margin = [margin0[k] - paid[k] for k in range(len(book))]  # (n, S+1) each
     closures: list[_Closure] = []
     log_liq_barriers: list[FloatArray] = []
     for k in range(len(book)):
-        log_liq = _liquidation_log_barrier(rules, book, k, margin[k][:, :-1], counts, True)
+        log_liq = _log_liquidation_price(rules, book, k, margin0[k] - paid_epoch[k])
+        log_liq = log_liq[:, epoch[:-1]]
         log_liq_barriers.append(log_liq)
         closures.append(_position_closure(chunk, scenario, book, k, log_liq, _SLOT_CLOSE + 3 * k))
     rows = np.arange(n)
@@ -782,9 +750,7 @@ def _isolated(
     else:
         log_ruin = _ruin_log_survival(
             chunk,
-            scenario,
             book,
-            open_mask,
             constant,
             threshold,
             clamp_positions=True,
@@ -919,8 +885,8 @@ def _cross(scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChu
     threshold = scenario.ruin.equity_fraction * balance
     wallet0 = balance - rules.taker_fee * book.notional.sum()
     counts = _funding_counts(scenario)
+    paid_epoch, epoch = _funding_by_epoch(rules, book, chunk, counts)
     if _use_single(book):
-        paid_epoch, epoch = _funding_by_epoch(rules, book, chunk, counts)
         return _single_outcome(
             scenario,
             rules,
@@ -932,15 +898,15 @@ def _cross(scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChu
             clamp=False,
             keep_maintenance=True,
         )
-    paid = _funding_paid(scenario, rules, book, chunk, counts)
+    paid = _spread_over_grid(paid_epoch, epoch)
     prices = chunk.prices
     rows = np.arange(n)
     single = len(book) == 1
     if single:
         # one position: the account is that position with the whole wallet as its margin, so
         # its stop-loss and its liquidation compete exactly as in isolated mode
-        wallet_open = wallet0 - paid[0][:, :-1]
-        log_liq_barrier = _liquidation_log_barrier(rules, book, 0, wallet_open, counts, True)
+        log_liq_barrier = _log_liquidation_price(rules, book, 0, wallet0 - paid_epoch[0])
+        log_liq_barrier = log_liq_barrier[:, epoch[:-1]]
         account = _position_closure(chunk, scenario, book, 0, log_liq_barrier, _SLOT_CLOSE)
         stops = [
             dataclasses.replace(account, step=np.where(account.liquidated, steps, account.step))
@@ -996,9 +962,7 @@ def _cross(scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChu
     constant = np.where(alive, wallet, left[:, None])
     log_ruin = _ruin_log_survival(
         chunk,
-        scenario,
         book,
-        open_mask,
         constant,
         threshold,
         clamp_positions=False,
