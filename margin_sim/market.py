@@ -27,11 +27,16 @@ Model, per asset ``a`` (log last price, time t in years)::
 Generation: paths come in fixed blocks of :data:`BLOCK_PATHS`; block b draws everything from
 ``numpy.random.SeedSequence(seed).spawn(n_blocks)[b]`` (which is
 ``SeedSequence(seed, spawn_key=(b,))`` whatever ``n_blocks``), always for a full block, so a
-path's numbers are bit-identical for any chunk size and any total number of paths. The bit
-generator is SFC64 (the fastest of numpy's for normal draws). Within a block the draws come in
-a fixed order: the diffusion normals, then per asset its jumps, per wick source its wicks
-(Poisson counts per path, then step, position in the step and size of every event), then one
-normal per asset and event for the bridge.
+path's numbers are bit-identical for any chunk size and any total number of paths. That
+sequence seeds two streams. (1) numpy's SFC64 gives, in this order, per asset its jumps, per
+wick source its wicks (Poisson counts per path, then step, position in the step and size of
+every event), then one normal per asset and event for the bridge. (2) The diffusion normals
+come from a compiled xoshiro256++ generator through the ziggurat method
+(:mod:`margin_sim._normals`), seeded with words 4-7 of the sequence's ``generate_state(8)``,
+path by path, step by step, asset by asset; they are used as they are drawn
+(:mod:`margin_sim._market_kernels`). Without numba the diffusion normals are numpy's
+``standard_normal`` from the SFC64 stream instead, drawn before everything else, so the paths
+then differ from those with numba (same law, other numbers).
 Event times are uniform over the horizon; an event lies strictly inside a grid step, and the
 continuous part just before it is sampled exactly from the (correlated) Brownian bridge between
 the step's grid points (see :mod:`margin_sim._market_bridge`).
@@ -46,6 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from margin_sim import _market_kernels
 from margin_sim._market_bridge import (
     correlation_factor,
     fill_between_knots,
@@ -53,6 +59,7 @@ from margin_sim._market_bridge import (
     rank_in_group,
     sample_bridge_points,
 )
+from margin_sim._normals import seed_state
 from margin_sim._typing import FloatArray, IntArray
 from margin_sim.durations import parse_duration
 from margin_sim.errors import ScenarioError
@@ -368,7 +375,7 @@ def _generate_block(
     block: int,
     keep: int,
     out: FloatArray | None,
-    scratch: FloatArray,
+    scratch: FloatArray | None,
 ) -> tuple[FloatArray, EventTable]:
     """Generate block ``block`` (always all :data:`BLOCK_PATHS` paths) and keep its first rows.
 
@@ -378,35 +385,51 @@ def _generate_block(
         Number of leading paths returned (the last block of a run may be truncated).
     out : ndarray, shape (n_assets, BLOCK_PATHS, n_steps + 1), optional
         Where to write the log prices when ``keep == BLOCK_PATHS`` (a view into the chunk).
-    scratch : ndarray, shape (n_assets, BLOCK_PATHS, n_steps)
-        Work space for the increments, reused from block to block (overwritten).
+    scratch : ndarray, shape (n_assets, BLOCK_PATHS, n_steps), optional
+        Work space for the diffusion normals without numba, reused from block to block
+        (overwritten); unused with numba.
     """
     rng = _block_generator(seed, block)
     n_assets, n_steps, n = model.n_assets, model.n_steps, BLOCK_PATHS
-
-    # diffusion increments, correlated, with the compensated drift
-    increments = rng.standard_normal(out=scratch)
-    if n_assets == 1:
-        increments *= model.step_factor[0, 0]
-    else:
-        increments = (model.step_factor @ increments.reshape(n_assets, -1)).reshape(
-            n_assets, n, n_steps
+    compiled = _market_kernels.HAVE_NUMBA
+    if not compiled:
+        # numpy's normals, drawn first from the block's stream (as before the compiled path)
+        shape = (n_assets, n, n_steps)
+        diffusion = (
+            rng.standard_normal(shape) if scratch is None else rng.standard_normal(out=scratch)
         )
-    increments += (model.log_drift * model.dt_years)[:, None, None]
-    increments[:, :, 0] += model.log_price0[:, None]
 
     path, step, frac, kind, jump, trough_last, trough_mark = _block_events(rng, model, n)
-    order = np.lexsort((frac, step, path))
-    path, step, frac, kind = path[order], step[order], frac[order], kind[order]
-    jump, trough_last, trough_mark = jump[:, order], trough_last[:, order], trough_mark[:, order]
+    if path.size:
+        order = np.lexsort((frac, step, path))
+        path, step, frac, kind = path[order], step[order], frac[order], kind[order]
+        jump, trough_last, trough_mark = (
+            jump[:, order],
+            trough_last[:, order],
+            trough_mark[:, order],
+        )
 
-    # permanent jumps enter the increment of their step, hence every later grid point
-    flat = path * n_steps + step
-    for a in range(n_assets):
-        np.add.at(increments[a].reshape(-1), flat, jump[a])
-    log_price = out if out is not None and keep == n else np.empty((n_assets, n, n_steps + 1))
-    log_price[:, :, 0] = model.log_price0[:, None]
-    np.cumsum(increments, axis=2, out=log_price[:, :, 1:])
+    # grid values: correlated diffusion + compensated drift + the permanent jumps of each step
+    drift_per_step = model.log_drift * model.dt_years
+    if compiled:
+        log_price = out if out is not None and keep == n else np.empty((n_assets, n, n_steps + 1))
+        state = seed_state(rng.bit_generator.seed_seq)  # type: ignore[arg-type]
+        _market_kernels.diffusion_paths(
+            state, model.step_factor, drift_per_step, model.log_price0, path, step, jump, log_price
+        )
+    else:
+        log_price = _market_kernels.numpy_diffusion_paths(
+            diffusion.transpose(1, 2, 0),
+            model.step_factor,
+            drift_per_step,
+            model.log_price0,
+            path,
+            step,
+            jump,
+        )
+        if out is not None and keep == n:
+            out[...] = log_price
+            log_price = out
 
     # continuous part at the events: bridge between the step's grid points
     m = path.size
@@ -552,7 +575,11 @@ def _chunks(
     n_blocks = -(-n_paths // BLOCK_PATHS)
     times = np.arange(model.n_steps + 1, dtype=np.float64) * model.dt_years
     step_variance = model.vol**2 * model.dt_years
-    scratch = np.empty((model.n_assets, BLOCK_PATHS, model.n_steps))
+    scratch = (
+        None
+        if _market_kernels.HAVE_NUMBA
+        else np.empty((model.n_assets, BLOCK_PATHS, model.n_steps))
+    )
     for first_block in range(start_block, n_blocks, blocks_per_chunk):
         last_block = min(first_block + blocks_per_chunk, n_blocks)
         first_path = first_block * BLOCK_PATHS

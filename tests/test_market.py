@@ -465,8 +465,10 @@ def test_deep_wick_in_minute_low_but_not_in_later_close() -> None:
         "duration": "3min",
     }
     s = make_scenario({"X": {"price": 100, "vol": 0.3, "wicks": wicks}}, horizon="2d", step="1h")
-    bars = sample_paths(s, 4, seed=5)
-    chunk = one_chunk(s, paths=4, seed=5)
+    # ~1.1 wicks deeper than 20% per path (400/y x 2 d x e^(-0.2/0.3)): with 16 paths fewer
+    # than 3 such wicks has probability ~1e-5, whatever the random stream
+    bars = sample_paths(s, 16, seed=5)
+    chunk = one_chunk(s, paths=16, seed=5)
     e = chunk.events
     minutes = (e.step + e.frac) * 60
     depth = -np.expm1(e.trough_last[0])
