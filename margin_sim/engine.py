@@ -63,6 +63,7 @@ from margin_sim._kernels import (
     ruin_log_barrier,
     ruin_probability,
 )
+from margin_sim._multi import CrossBook, MultiOutcome, cross_scan, isolated_scan
 from margin_sim._single import SinglePosition, single_position_scan
 from margin_sim._typing import FloatArray, IntArray
 from margin_sim.bridge import (
@@ -683,6 +684,149 @@ def _single_outcome(
     )
 
 
+#: Use the compiled one-pass evaluation (:mod:`margin_sim._multi`) for several positions
+#: without stop-losses. The general code below gives the same numbers; the tests switch this
+#: off to compare the two.
+FAST_MULTI_POSITION = True
+
+
+def _use_multi(book: _Book) -> bool:
+    return (
+        FAST_MULTI_POSITION
+        and _kernels.HAVE_NUMBA
+        and len(book) >= 2
+        and bool(np.isnan(book.stop).all())
+    )
+
+
+def _event_offsets(chunk: PathChunk) -> IntArray:
+    """(n + 1,) where each path's events start in the (path-sorted) event table."""
+    return np.searchsorted(chunk.events.path, np.arange(chunk.path_index.size + 1))
+
+
+def _multi_outcome(chunk: PathChunk, out: MultiOutcome) -> ChunkOutcome:
+    return ChunkOutcome(
+        path_index=chunk.path_index,
+        p_liquidation=out.p_liquidation,
+        p_ruin=out.p_ruin,
+        liquidated=out.liquidated,
+        hours_to_liquidation=out.hours_to_liquidation,
+        final_equity=out.final_equity,
+        min_equity=out.min_equity,
+        survival_sum=out.survival_sum,
+        survival_sum_squares=out.survival_sum_squares,
+    )
+
+
+def _uniforms(chunk: PathChunk, slots: list[int]) -> FloatArray:
+    """(len(slots), n) counter-based uniforms of the chunk's paths."""
+    return np.stack([counter_uniform(chunk.seed, chunk.path_index, slot) for slot in slots])
+
+
+def _multi_isolated(
+    scenario: Scenario,
+    rules: ExchangeRules,
+    book: _Book,
+    chunk: PathChunk,
+    margin_epoch: FloatArray,
+    epoch: IntArray,
+    free: float,
+) -> ChunkOutcome:
+    """Several isolated positions without stops that cannot ruin the account, in one pass.
+
+    ``margin_epoch`` (K, n, E + 1) is each position's isolated margin per funding epoch.
+    """
+    k_count = len(book)
+    log_liq = np.stack(
+        [_log_liquidation_price(rules, book, k, margin_epoch[k]) for k in range(k_count)]
+    )
+    driver = _drivers(chunk)
+    keys = [(int(driver[book.asset[k]]), float(book.sign[k])) for k in range(k_count)]
+    ordered = sorted(set(keys))
+    events = chunk.events
+    before = events.log_before
+    out = isolated_scan(
+        chunk.log_price,
+        chunk.prices,
+        chunk.step_variance,
+        log_liq,
+        margin_epoch,
+        epoch,
+        (
+            _event_offsets(chunk),
+            events.step,
+            events.frac,
+            before,
+            before + events.trough_mark,
+            before + events.jump,
+            np.exp(events.log_before + events.trough_mark),
+        ),
+        (
+            book.asset,
+            book.sign,
+            book.quantity,
+            book.entry,
+            np.array([ordered.index(key) for key in keys], dtype=np.int64),
+        ),
+        _uniforms(chunk, [_SLOT_CLOSE + 3 * k for k in range(k_count)]),
+        _uniforms(chunk, [_SLOT_CLOSE + 3 * k + 2 for k in range(k_count)]),
+        base=free,
+        taker_fee=rules.taker_fee,
+        step_hours=scenario.step / 3600.0,
+    )
+    return _multi_outcome(chunk, out)
+
+
+def _multi_cross(
+    scenario: Scenario,
+    rules: ExchangeRules,
+    book: _Book,
+    chunk: PathChunk,
+    paid_epoch: FloatArray,
+    epoch: IntArray,
+    wallet0: float,
+) -> ChunkOutcome:
+    """Several cross positions without stops, in one pass per path."""
+    wallet = np.full(paid_epoch.shape[1:], wallet0)
+    for k in range(len(book)):
+        wallet = wallet - paid_epoch[k]
+    kernel_book = _kernel_book(book, rules, maintenance=True, clamp=False)
+    events = chunk.events
+    out = cross_scan(
+        chunk.prices,
+        _step_covariance(chunk),
+        wallet,
+        paid_epoch,
+        epoch,
+        (
+            _event_offsets(chunk),
+            events.step,
+            events.frac,
+            events.log_before,
+            events.trough_mark,
+            events.jump,
+        ),
+        CrossBook(
+            asset=book.asset,
+            sign=book.sign,
+            quantity=book.quantity,
+            entry=book.entry,
+            floors=kernel_book.floors,
+            rates=kernel_book.rates,
+            cums=kernel_book.cums,
+            entry_rule=kernel_book.maintenance == 2,
+            entry_maintenance=kernel_book.entry_maintenance,
+            taker_fee=rules.taker_fee,
+            liquidation_fee=rules.liquidation_fee,
+            threshold=scenario.ruin.equity_fraction * scenario.account.balance,
+            step_hours=scenario.step / 3600.0,
+        ),
+        counter_uniform(chunk.seed, chunk.path_index, _SLOT_CROSS),
+        counter_uniform(chunk.seed, chunk.path_index, _SLOT_CROSS + 2),
+    )
+    return _multi_outcome(chunk, out)
+
+
 # ---------------------------------------------------------------------------- modes
 
 
@@ -714,6 +858,9 @@ def _isolated(
             clamp=True,
             keep_maintenance=False,
         )
+    if _use_multi(book) and free > threshold:  # ruin impossible (see the floor below)
+        margin_epoch = np.stack([margin0[k] - paid_epoch[k] for k in range(len(book))])
+        return _multi_isolated(scenario, rules, book, chunk, margin_epoch, epoch, free)
     paid = _spread_over_grid(paid_epoch, epoch)
     prices = chunk.prices
     margin = [margin0[k] - paid[k] for k in range(len(book))]  # (n, S+1) each
@@ -898,6 +1045,8 @@ def _cross(scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChu
             clamp=False,
             keep_maintenance=True,
         )
+    if _use_multi(book):
+        return _multi_cross(scenario, rules, book, chunk, paid_epoch, epoch, wallet0)
     paid = _spread_over_grid(paid_epoch, epoch)
     prices = chunk.prices
     rows = np.arange(n)

@@ -1,0 +1,765 @@
+"""Fast path for several positions without stop-losses (compiled, numba), both margin modes.
+
+The general code of :mod:`margin_sim.engine` evaluates a book of several positions with a
+dozen passes over (paths x steps) arrays per mode. For the commonest multi-position books
+(no stop-loss anywhere) this module does the same computation in one pass per path, with the
+same formulas in the same order, so it gives the same numbers;
+``tests/test_multi.py`` compares it with the general code path by path
+(``engine.FAST_MULTI_POSITION = False`` switches it off).
+
+* :func:`isolated_scan`: every position liquidates on its own barrier (its log mark price at
+  its liquidation price, per funding epoch); "any position liquidated" combines them per step
+  as the engine does (nested barriers for positions on one driver and side, independent
+  crossings otherwise). Used when ruin is impossible in isolated mode (the free wallet alone is
+  above the ruin threshold), the usual case.
+* :func:`cross_scan`: the account's buffer (wallet plus unrealised PnL minus maintenance) and
+  its equity above the ruin threshold, both linearised in the log prices within each step,
+  the liquidation sampled from the same step survivals, ruin conditioned on it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from margin_sim._kernels import HAVE_NUMBA, NEGLIGIBLE_EXPONENT, log_no_cross, njit
+from margin_sim._typing import FloatArray, IntArray
+
+__all__ = ["CrossBook", "MultiOutcome", "cross_scan", "isolated_scan"]
+
+
+@dataclass(frozen=True)
+class MultiOutcome:
+    """Per-path results of a scan (arrays of shape (n,), curve sums of shape (S + 1,))."""
+
+    p_liquidation: FloatArray
+    p_ruin: FloatArray
+    liquidated: np.ndarray
+    hours_to_liquidation: FloatArray
+    final_equity: FloatArray
+    min_equity: FloatArray
+    survival_sum: FloatArray
+    survival_sum_squares: FloatArray
+
+
+@dataclass(frozen=True)
+class CrossBook:
+    """The positions (K) and the rules the cross buffer needs.
+
+    Attributes
+    ----------
+    asset : int array (K,)
+        Asset index of each position.
+    sign, quantity, entry : float arrays (K,)
+        +1/-1, contracts, entry price (quote per contract).
+    floors, rates, cums : float arrays (K, T)
+        Maintenance tiers on the mark notional (floors padded with ``inf``).
+    entry_rule : bool
+        Maintenance is on the entry value (bybit): ``entry_maintenance``, constant.
+    entry_maintenance : float array (K,)
+        Quote currency.
+    taker_fee, liquidation_fee : float
+        Fractions of notional.
+    threshold : float
+        Ruin threshold on account equity, quote currency.
+    step_hours : float
+        Length of a grid step, hours.
+    """
+
+    asset: IntArray
+    sign: FloatArray
+    quantity: FloatArray
+    entry: FloatArray
+    floors: FloatArray
+    rates: FloatArray
+    cums: FloatArray
+    entry_rule: bool
+    entry_maintenance: FloatArray
+    taker_fee: float
+    liquidation_fee: float
+    threshold: float
+    step_hours: float
+
+
+def _empty_outcome(n: int, steps: int) -> MultiOutcome:
+    return MultiOutcome(
+        p_liquidation=np.empty(n),
+        p_ruin=np.empty(n),
+        liquidated=np.empty(n, np.bool_),
+        hours_to_liquidation=np.empty(n),
+        final_equity=np.empty(n),
+        min_equity=np.empty(n),
+        survival_sum=np.zeros(steps + 1),
+        survival_sum_squares=np.zeros(steps + 1),
+    )
+
+
+def _finish_curve(out: MultiOutcome, n: int) -> MultiOutcome:
+    """The kernels write each path's curve as changes (a difference array): sum them up."""
+    np.cumsum(out.survival_sum, out=out.survival_sum)
+    np.cumsum(out.survival_sum_squares, out=out.survival_sum_squares)
+    out.survival_sum[:] += n
+    out.survival_sum_squares[:] += n
+    return out
+
+
+def _c64(array: np.ndarray) -> FloatArray:
+    return np.ascontiguousarray(array, dtype=np.float64)
+
+
+def _i64(array: np.ndarray) -> IntArray:
+    return np.ascontiguousarray(array, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- isolated
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _barrier_step(
+    log_barrier, direction, x0, x1, variance, first, last, ev_frac, ev_before, ev_trough,
+    ev_after, a,
+):  # pragma: no cover
+    """One step's log survival of a barrier on asset ``a``'s log price, split at its events.
+
+    The same as :func:`margin_sim._single._step_log_survival` on 2-D event arrays, with the
+    common case (no event, far from the barrier) decided first.
+    """
+    if math.isnan(log_barrier):
+        return 0.0
+    d0 = direction * (x0 - log_barrier)
+    d1 = direction * (x1 - log_barrier)
+    if first == last:
+        if d0 > 0.0 and d1 > 0.0 and 2.0 * d0 * d1 > NEGLIGIBLE_EXPONENT * variance:
+            return 0.0  # what log_no_cross gives there, without its other checks
+        return log_no_cross(d0, d1, variance, True)
+    total = 0.0
+    previous = d0
+    previous_frac = 0.0
+    for e in range(first, last):
+        before = direction * (ev_before[a, e] - log_barrier)
+        total += log_no_cross(previous, before, variance * (ev_frac[e] - previous_frac), False)
+        trough = direction * (ev_trough[a, e] - log_barrier)
+        after = direction * (ev_after[a, e] - log_barrier)
+        if not (trough > 0.0 and after > 0.0):
+            total = -np.inf
+        previous = after
+        previous_frac = ev_frac[e]
+    total += log_no_cross(previous, d1, variance * (1.0 - previous_frac), False)
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _isolated(
+    log_price,
+    price,
+    variance,
+    log_liq,
+    margin,
+    epoch,
+    ev_offset,
+    ev_step,
+    ev_frac,
+    ev_before,
+    ev_trough,
+    ev_after,
+    trough_price,
+    asset,
+    sign,
+    quantity,
+    entry,
+    key,
+    n_keys,
+    log_u,
+    u_time,
+    base,
+    taker_fee,
+    step_hours,
+    p_liq,
+    liquidated,
+    hours,
+    final,
+    minimum,
+    curve_sum,
+    curve_sq,
+):  # pragma: no cover
+    n_positions = asset.size
+    n = log_price.shape[1]
+    steps = epoch.size - 1
+    nearest = np.zeros(n_keys)
+    own = np.zeros(n_positions)  # each position's cumulative log survival
+    close_step = np.zeros(n_positions, np.int64)
+    signed = sign * quantity
+    for i in range(n):
+        for k in range(n_positions):
+            own[k] = 0.0
+            close_step[k] = steps
+        cumulative = 0.0  # of "no position liquidated"
+        liquidated_by = 0.0
+        c_previous = 1.0
+        combined_done = False
+        lowest = base  # equity at grid point 0
+        for k in range(n_positions):
+            value = margin[k, i, epoch[0]] + signed[k] * (price[asset[k], i, 0] - entry[k])
+            lowest += max(value, 0.0)
+        e = ev_offset[i]
+        for s in range(steps):
+            first = e
+            while e < ev_offset[i + 1] and ev_step[e] == s:
+                e += 1
+            for j in range(n_keys):
+                nearest[j] = 0.0
+            n_open = 0
+            for k in range(n_positions):
+                if own[k] == -np.inf:  # crossed for certain: nothing later can matter
+                    continue
+                a = asset[k]
+                lq = _barrier_step(
+                    log_liq[k, i, epoch[s]], sign[k], log_price[a, i, s], log_price[a, i, s + 1],
+                    variance[a], first, e, ev_frac, ev_before, ev_trough, ev_after, a,
+                )  # fmt: skip
+                if lq != 0.0:
+                    own[k] += lq
+                    if close_step[k] == steps and own[k] < log_u[k, i]:
+                        close_step[k] = s
+                    if lq < nearest[key[k]]:
+                        nearest[key[k]] = lq
+            # P(some position liquidated): nested barriers within a key, independent across
+            if not combined_done:
+                la = 0.0
+                for j in range(n_keys):
+                    la += nearest[j]
+                if la != 0.0:
+                    liquidated_by += math.exp(cumulative) * -math.expm1(la)
+                    cumulative += la
+                    c = min(max(1.0 - liquidated_by, 0.0), 1.0)
+                    curve_sum[s + 1] += c - c_previous
+                    curve_sq[s + 1] += c * c - c_previous * c_previous
+                    c_previous = c
+                    combined_done = cumulative == -np.inf
+            # equity at the troughs of this step and at its end; closed positions are worth 0
+            for ev in range(first, e):
+                equity = base
+                for k in range(n_positions):
+                    if s <= close_step[k]:
+                        value = signed[k] * (trough_price[asset[k], ev] - entry[k])
+                        equity += max(value + margin[k, i, epoch[s]], 0.0)
+                lowest = min(lowest, equity)
+            equity = base
+            for k in range(n_positions):
+                if close_step[k] == steps:
+                    n_open += 1
+                    value = margin[k, i, epoch[s + 1]] + signed[k] * (
+                        price[asset[k], i, s + 1] - entry[k]
+                    )
+                    equity += max(value, 0.0)
+            lowest = min(lowest, equity)
+            if n_open == 0 and combined_done:
+                break
+        p_liq[i] = 1.0 - min(max(1.0 - liquidated_by, 0.0), 1.0)
+        minimum[i] = lowest
+        any_liquidated = False
+        earliest = np.inf
+        total = base
+        for k in range(n_positions):
+            if close_step[k] < steps:
+                any_liquidated = True
+                earliest = min(earliest, (close_step[k] + u_time[k, i]) * step_hours)
+                total = total + 0.0
+            else:
+                price_end = price[asset[k], i, steps]
+                value_end = (
+                    margin[k, i, epoch[steps]]
+                    + signed[k] * (price_end - entry[k])
+                    - taker_fee * quantity[k] * price_end
+                )
+                total = total + value_end
+        final[i] = total
+        liquidated[i] = any_liquidated
+        hours[i] = earliest if any_liquidated else np.nan
+
+
+def isolated_scan(
+    log_price: FloatArray,
+    price: FloatArray,
+    variance: FloatArray,
+    log_liquidation_barrier: FloatArray,
+    margin: FloatArray,
+    epoch: IntArray,
+    events: tuple[IntArray, IntArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray],
+    positions: tuple[IntArray, FloatArray, FloatArray, FloatArray, IntArray],
+    u_step: FloatArray,
+    u_time: FloatArray,
+    *,
+    base: float,
+    taker_fee: float,
+    step_hours: float,
+) -> MultiOutcome:
+    """Isolated positions without stops, none able to ruin the account, in one pass per path.
+
+    Parameters
+    ----------
+    log_price, price : arrays (A, n, S + 1)
+        ln price and price of every asset at the grid points.
+    variance : array (A,)
+        Variance of each ln price over one step.
+    log_liquidation_barrier : array (K, n, E)
+        ln liquidation price of each position in each funding epoch (NaN: none).
+    margin : array (K, n, E)
+        Each position's isolated margin in each epoch, quote currency.
+    epoch : int array (S + 1,)
+        The funding epoch of each grid point.
+    events : tuple
+        ``(offset, step, frac, before, trough, after, trough_price)``: ``offset`` (n + 1,)
+        indexes each path's events; ``before``, ``trough`` (mark) and ``after`` are ln prices
+        (A, m); ``trough_price`` (A, m) the mark trough prices used for the minimum equity.
+    positions : tuple
+        ``(asset, sign, quantity, entry, key)``, each (K,); ``key`` numbers the groups of
+        positions with nested barriers (same driver and side) 0, 1, ... in sorted order.
+    u_step, u_time : arrays (K, n)
+        Uniforms sampling each position's liquidation step and the time inside it.
+    base : float
+        The free wallet, quote currency.
+    taker_fee : float
+        Fraction of notional paid to close at the horizon.
+    step_hours : float
+
+    Returns
+    -------
+    MultiOutcome
+        ``p_ruin`` is 0 (the caller checked that ruin is impossible).
+    """
+    if not HAVE_NUMBA:  # pragma: no cover - the engine calls this only with numba
+        raise RuntimeError("the multi-position fast path needs numba")
+    offset, step, frac, before, trough, after, trough_price = events
+    asset, sign, quantity, entry, key = positions
+    n, steps = log_price.shape[1], epoch.size - 1
+    out = _empty_outcome(n, steps)
+    out.p_ruin[:] = 0.0
+    _isolated(
+        _c64(log_price),
+        _c64(price),
+        _c64(variance),
+        _c64(log_liquidation_barrier),
+        _c64(margin),
+        _i64(epoch),
+        _i64(offset),
+        _i64(step),
+        _c64(frac),
+        _c64(before),
+        _c64(trough),
+        _c64(after),
+        _c64(trough_price),
+        _i64(asset),
+        _c64(sign),
+        _c64(quantity),
+        _c64(entry),
+        _i64(key),
+        int(key.max()) + 1,
+        np.log(u_step),
+        _c64(u_time),
+        float(base),
+        float(taker_fee),
+        float(step_hours),
+        out.p_liquidation,
+        out.liquidated,
+        out.hours_to_liquidation,
+        out.final_equity,
+        out.min_equity,
+        out.survival_sum,
+        out.survival_sum_squares,
+    )
+    return _finish_curve(out, n)
+
+
+# ------------------------------------------------------------------------------ cross
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _maintenance(k, notional, floors, rates, cums, entry_rule, entry_mm):  # pragma: no cover
+    """Maintenance requirement and its rate d MM / d notional (0 on the entry rule)."""
+    if entry_rule:
+        return entry_mm[k], 0.0
+    n_tiers = floors.shape[1]
+    tier = 0
+    while tier + 1 < n_tiers and floors[k, tier + 1] <= notional:
+        tier += 1
+    rate = rates[k, tier]
+    return notional * rate - cums[k, tier], rate
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _no_cross(b0, b1, variance, bound):  # pragma: no cover
+    """:func:`log_no_cross` with cutoff, deciding far steps from ``bound >= variance`` alone."""
+    if b0 > 0.0 and b1 > 0.0 and 2.0 * b0 * b1 > NEGLIGIBLE_EXPONENT * bound:
+        return 0.0
+    return log_no_cross(b0, b1, variance, True)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _quadratic(g, end, covariance):  # pragma: no cover
+    n_assets = covariance.shape[0]
+    total = 0.0
+    for a in range(n_assets):
+        for b in range(n_assets):
+            total += g[end, a] * covariance[a, b] * g[end, b]
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _cross(
+    price,
+    covariance,
+    wallet,
+    paid,
+    epoch,
+    ev_offset,
+    ev_step,
+    ev_frac,
+    ev_before,
+    ev_trough,
+    ev_jump,
+    asset,
+    sign,
+    quantity,
+    entry,
+    floors,
+    rates,
+    cums,
+    entry_rule,
+    entry_mm,
+    taker_fee,
+    liquidation_fee,
+    threshold,
+    step_hours,
+    log_u,
+    u_time,
+    p_liq,
+    p_ruin,
+    liquidated,
+    hours,
+    final,
+    minimum,
+    curve_sum,
+    curve_sq,
+):  # pragma: no cover
+    n_assets = price.shape[0]
+    n = price.shape[1]
+    n_positions = asset.size
+    steps = epoch.size - 1
+    # per position at grid point s (row s & 1): buffer part s Q (P - EP) - MM, its slope in
+    # ln P, the equity part s Q (P - EP) and its slope
+    value = np.zeros((2, n_positions))
+    slope = np.zeros((2, n_positions))
+    gain = np.zeros((2, n_positions))
+    gain_slope = np.zeros((2, n_positions))
+    g = np.zeros((2, n_assets))  # buffer gradient by asset at the step's two ends
+    h = np.zeros((2, n_assets))  # equity gradient
+    knot = np.zeros((3, n_assets))  # prices before, at the trough and after an event
+    signed = sign * quantity
+    # |slope| * sd of its asset bounds the step's standard deviation: sum_k |slope_k| sd_k >=
+    # sqrt(g' C g) since |C_ab| <= sd_a sd_b; (1 + 1e-9) covers rounding
+    sd = np.sqrt(np.diag(covariance)) * (1.0 + 1e-9)
+    cap0 = np.full(n_positions, np.inf)  # the first maintenance tier of each position
+    if floors.shape[1] > 1:
+        cap0[:] = floors[:, 1]
+    rate0 = rates[:, 0].copy()
+    cum0 = cums[:, 0].copy()
+    for i in range(n):
+        cumulative = 0.0
+        liquidated_by = 0.0
+        c_previous = 1.0
+        liq_step = steps
+        ruin_plain = 0.0  # sum of the ruin step log survivals while open
+        ruin_nested = 0.0  # the same, each conditioned on no liquidation in its step
+        e = ev_offset[i]
+        lowest = np.inf
+        for s in range(steps + 1):
+            row = s & 1
+            for k in range(n_positions):
+                p = price[asset[k], i, s]
+                pnl = signed[k] * (p - entry[k])
+                notional = quantity[k] * p
+                if entry_rule:
+                    mm = entry_mm[k]
+                    rate = 0.0
+                elif notional < cap0[k]:  # the first tier (written out: much faster here)
+                    rate = rate0[k]
+                    mm = notional * rate - cum0[k]
+                else:
+                    mm, rate = _maintenance(
+                        k, notional, floors, rates, cums, entry_rule, entry_mm
+                    )
+                value[row, k] = pnl - mm
+                slope[row, k] = (sign[k] - rate) * quantity[k] * p
+                gain[row, k] = pnl
+                gain_slope[row, k] = signed[k] * p
+            if s == 0:
+                equity = wallet[i, epoch[0]]
+                for k in range(n_positions):
+                    equity += gain[0, k]
+                lowest = equity
+                continue
+            step = s - 1
+            start = 1 - row
+            first = e
+            while e < ev_offset[i + 1] and ev_step[e] == step:
+                e += 1
+            w = wallet[i, epoch[step]]
+            b0 = w
+            b1 = w
+            r0 = w - threshold
+            r1 = r0
+            bound_q0 = 0.0
+            bound_q1 = 0.0
+            bound_r0 = 0.0
+            bound_r1 = 0.0
+            for k in range(n_positions):
+                b0 += value[start, k]
+                b1 += value[row, k]
+                r0 += gain[start, k]
+                r1 += gain[row, k]
+                bound_q0 += abs(slope[start, k]) * sd[asset[k]]
+                bound_q1 += abs(slope[row, k]) * sd[asset[k]]
+                bound_r0 += abs(gain_slope[start, k]) * sd[asset[k]]
+                bound_r1 += abs(gain_slope[row, k]) * sd[asset[k]]
+            bound_q = bound_q1 if b1 < b0 else bound_q0
+            bound_r = bound_r1 if r1 < r0 else bound_r0
+            far_q = b0 > 0.0 and b1 > 0.0 and 2.0 * b0 * b1 > NEGLIGIBLE_EXPONENT * bound_q**2
+            far_r = r0 > 0.0 and r1 > 0.0 and 2.0 * r0 * r1 > NEGLIGIBLE_EXPONENT * bound_r**2
+            ruin_open = liq_step == steps
+            if first == e and far_q and (far_r or not ruin_open):
+                lq = 0.0
+                lr = 0.0
+            else:
+                # the gradients at the end of the step nearer the barrier, and the variances
+                for a in range(n_assets):
+                    g[0, a] = 0.0
+                    g[1, a] = 0.0
+                    h[0, a] = 0.0
+                    h[1, a] = 0.0
+                for k in range(n_positions):
+                    a = asset[k]
+                    g[0, a] += slope[start, k]
+                    g[1, a] += slope[row, k]
+                    h[0, a] += gain_slope[start, k]
+                    h[1, a] += gain_slope[row, k]
+                var_q = _quadratic(g, 1 if b1 < b0 else 0, covariance)
+                var_r = _quadratic(h, 1 if r1 < r0 else 0, covariance)
+                if first == e:
+                    lq = log_no_cross(b0, b1, var_q, True)
+                    lr = log_no_cross(r0, r1, var_r, True) if ruin_open else 0.0
+                else:
+                    lq, lr = _event_steps(
+                        first, e, w, threshold, b0, b1, r0, r1, var_q, var_r, ruin_open,
+                        ev_frac, ev_before, ev_trough, ev_jump, knot, asset, signed, quantity,
+                        entry, floors, rates, cums, entry_rule, entry_mm,
+                    )  # fmt: skip
+                    for ev in range(first, e if ruin_open else first):  # equity at troughs
+                        equity = 0.0 + w
+                        for k in range(n_positions):
+                            a = asset[k]
+                            trough = math.exp(ev_before[a, ev] + ev_trough[a, ev])
+                            equity += signed[k] * (trough - entry[k])
+                        lowest = min(lowest, equity)
+            if ruin_open and (lr != 0.0 or lq != 0.0):
+                ruin_plain += lr
+                nested = lr - lq
+                if math.isnan(nested) or nested > 0.0:
+                    nested = 0.0
+                ruin_nested += nested
+            if lq != 0.0:
+                liquidated_by += math.exp(cumulative) * -math.expm1(lq)
+                cumulative += lq
+                if liq_step == steps and cumulative < log_u[i]:
+                    liq_step = step
+                c = min(max(1.0 - liquidated_by, 0.0), 1.0)
+                curve_sum[s] += c - c_previous
+                curve_sq[s] += c * c - c_previous * c_previous
+                c_previous = c
+            if liq_step < steps:
+                if cumulative == -np.inf:  # nothing later can change
+                    break
+                continue
+            # equity at grid point s, open (not liquidated in step s - 1)
+            if s < steps:
+                equity = wallet[i, epoch[s]]
+            else:
+                equity = w
+                for k in range(n_positions):
+                    equity -= paid[k, i, epoch[steps]] - paid[k, i, epoch[steps - 1]]
+                total = equity
+                for k in range(n_positions):
+                    p = price[asset[k], i, steps]
+                    total = total + (gain[row, k] - taker_fee * quantity[k] * p)
+                final[i] = total
+            for k in range(n_positions):
+                equity += gain[row, k]
+            lowest = min(lowest, equity)
+        p_liq[i] = 1.0 - min(max(1.0 - liquidated_by, 0.0), 1.0)
+        is_liquidated = liq_step < steps
+        liquidated[i] = is_liquidated
+        hours[i] = (liq_step + u_time[i]) * step_hours if is_liquidated else np.nan
+        # what a liquidation (would) leave: MM - clearance fee at the step's starting prices
+        at = min(liq_step, steps - 1)
+        maintenance = 0.0
+        notional = 0.0
+        for k in range(n_positions):
+            p = price[asset[k], i, at]
+            mm, _ = _maintenance(k, quantity[k] * p, floors, rates, cums, entry_rule, entry_mm)
+            maintenance += mm
+            notional += quantity[k] * p
+        left = max(0.0, maintenance - liquidation_fee * notional)
+        # ruin (engine.ruin_probability): where a liquidation implies ruin, the steps are
+        # conditioned on the sampled "not liquidated here", and a sampled one ruins for certain
+        implies = left <= threshold
+        if is_liquidated and implies:
+            p_ruin[i] = 1.0
+        else:
+            p_ruin[i] = 0.0 - math.expm1(ruin_nested if implies else ruin_plain)
+        if is_liquidated:
+            final[i] = left
+            lowest = min(lowest, left)
+        minimum[i] = lowest
+
+
+@njit(cache=True, nogil=True)
+def _event_steps(
+    first, last, w, threshold, b0, b1, r0, r1, var_q, var_r, ruin_open, ev_frac, ev_before,
+    ev_trough, ev_jump, knot, asset, signed, quantity, entry, floors, rates, cums, entry_rule,
+    entry_mm,
+):  # pragma: no cover
+    """A step split at its events (bridge.patch_event_steps): log survivals of the account's
+    buffer and of its equity above the ruin threshold."""
+    n_assets = knot.shape[1]
+    lq = 0.0
+    lr = 0.0
+    prev_b = b0
+    prev_r = r0
+    prev_frac = 0.0
+    for ev in range(first, last):
+        for a in range(n_assets):
+            before = math.exp(ev_before[a, ev])
+            knot[0, a] = before
+            knot[1, a] = before * math.exp(ev_trough[a, ev])
+            knot[2, a] = before * math.exp(ev_jump[a, ev])
+        b_before = b_trough = b_after = w
+        r_before = r_trough = r_after = w - threshold
+        for stage in range(3):
+            b = w
+            r = w - threshold
+            for k in range(asset.size):
+                p = knot[stage, asset[k]]
+                pnl = signed[k] * (p - entry[k])
+                mm, _ = _maintenance(
+                    k, quantity[k] * p, floors, rates, cums, entry_rule, entry_mm
+                )
+                b += pnl - mm
+                r += pnl
+            if stage == 0:
+                b_before, r_before = b, r
+            elif stage == 1:
+                b_trough, r_trough = b, r
+            else:
+                b_after, r_after = b, r
+        part = ev_frac[ev] - prev_frac
+        lead = log_no_cross(prev_b, b_before, var_q * part, False)
+        point = 0.0 if (b_trough > 0.0 and b_after > 0.0) else -np.inf
+        trail = 0.0
+        if ev == last - 1:
+            trail = log_no_cross(b_after, b1, var_q * (1.0 - ev_frac[ev]), False)
+        lq += lead + point + trail
+        if ruin_open:
+            lead = log_no_cross(prev_r, r_before, var_r * part, False)
+            point = 0.0 if (r_trough > 0.0 and r_after > 0.0) else -np.inf
+            trail = 0.0
+            if ev == last - 1:
+                trail = log_no_cross(r_after, r1, var_r * (1.0 - ev_frac[ev]), False)
+            lr += lead + point + trail
+        prev_b = b_after
+        prev_r = r_after
+        prev_frac = ev_frac[ev]
+    return lq, lr
+
+
+def cross_scan(
+    price: FloatArray,
+    covariance: FloatArray,
+    wallet: FloatArray,
+    paid: FloatArray,
+    epoch: IntArray,
+    events: tuple[IntArray, IntArray, FloatArray, FloatArray, FloatArray, FloatArray],
+    book: CrossBook,
+    u_step: FloatArray,
+    u_time: FloatArray,
+) -> MultiOutcome:
+    """Several positions in one cross account, no stop-losses, in one pass per path.
+
+    Parameters
+    ----------
+    price : array (A, n, S + 1)
+        Prices of every asset at the grid points, quote currency.
+    covariance : array (A, A)
+        Covariance of the ln-price diffusion increments over one step.
+    wallet : array (n, E)
+        The wallet in each funding epoch (after opening fees and funding), quote currency.
+    paid : array (K, n, E)
+        Funding paid by each position by each epoch, quote currency.
+    epoch : int array (S + 1,)
+        The funding epoch of each grid point.
+    events : tuple
+        ``(offset, step, frac, before, trough, jump)``: ``offset`` (n + 1,) indexes each path's
+        events; ``before`` (A, m) the ln prices just before, ``trough`` the mark troughs and
+        ``jump`` the permanent changes of ln price, relative to ``before``.
+    book : CrossBook
+    u_step, u_time : arrays (n,)
+        Uniforms sampling the liquidation step and the time inside it.
+
+    Returns
+    -------
+    MultiOutcome
+    """
+    if not HAVE_NUMBA:  # pragma: no cover - the engine calls this only with numba
+        raise RuntimeError("the multi-position fast path needs numba")
+    offset, step, frac, before, trough, jump = events
+    n, steps = price.shape[1], epoch.size - 1
+    out = _empty_outcome(n, steps)
+    b = book
+    _cross(
+        _c64(price),
+        _c64(covariance),
+        _c64(wallet),
+        _c64(paid),
+        _i64(epoch),
+        _i64(offset),
+        _i64(step),
+        _c64(frac),
+        _c64(before),
+        _c64(trough),
+        _c64(jump),
+        _i64(b.asset),
+        _c64(b.sign),
+        _c64(b.quantity),
+        _c64(b.entry),
+        _c64(b.floors),
+        _c64(b.rates),
+        _c64(b.cums),
+        bool(b.entry_rule),
+        _c64(b.entry_maintenance),
+        float(b.taker_fee),
+        float(b.liquidation_fee),
+        float(b.threshold),
+        float(b.step_hours),
+        np.log(u_step),
+        _c64(u_time),
+        out.p_liquidation,
+        out.p_ruin,
+        out.liquidated,
+        out.hours_to_liquidation,
+        out.final_equity,
+        out.min_equity,
+        out.survival_sum,
+        out.survival_sum_squares,
+    )
+    return _finish_curve(out, n)
