@@ -118,8 +118,18 @@ def _i64(array: np.ndarray) -> IntArray:
 
 @njit(cache=True, nogil=True, inline="always")
 def _barrier_step(
-    log_barrier, direction, x0, x1, variance, first, last, ev_frac, ev_before, ev_trough,
-    ev_after, a,
+    log_barrier,
+    direction,
+    x0,
+    x1,
+    variance,
+    first,
+    last,
+    ev_frac,
+    ev_before,
+    ev_trough,
+    ev_after,
+    a,
 ):  # pragma: no cover
     """One step's log survival of a barrier on asset ``a``'s log price, split at its events.
 
@@ -488,9 +498,7 @@ def _cross(
                     rate = rate0[k]
                     mm = notional * rate - cum0[k]
                 else:
-                    mm, rate = _maintenance(
-                        k, notional, floors, rates, cums, entry_rule, entry_mm
-                    )
+                    mm, rate = _maintenance(k, notional, floors, rates, cums, entry_rule, entry_mm)
                 value[row, k] = pnl - mm
                 slope[row, k] = (sign[k] - rate) * quantity[k] * p
                 gain[row, k] = pnl
@@ -626,8 +634,30 @@ def _cross(
 
 @njit(cache=True, nogil=True)
 def _event_steps(
-    first, last, w, threshold, b0, b1, r0, r1, var_q, var_r, ruin_open, ev_frac, ev_before,
-    ev_trough, ev_jump, knot, asset, signed, quantity, entry, floors, rates, cums, entry_rule,
+    first,
+    last,
+    w,
+    threshold,
+    b0,
+    b1,
+    r0,
+    r1,
+    var_q,
+    var_r,
+    ruin_open,
+    ev_frac,
+    ev_before,
+    ev_trough,
+    ev_jump,
+    knot,
+    asset,
+    signed,
+    quantity,
+    entry,
+    floors,
+    rates,
+    cums,
+    entry_rule,
     entry_mm,
 ):  # pragma: no cover
     """A step split at its events (bridge.patch_event_steps): log survivals of the account's
@@ -652,9 +682,7 @@ def _event_steps(
             for k in range(asset.size):
                 p = knot[stage, asset[k]]
                 pnl = signed[k] * (p - entry[k])
-                mm, _ = _maintenance(
-                    k, quantity[k] * p, floors, rates, cums, entry_rule, entry_mm
-                )
+                mm, _ = _maintenance(k, quantity[k] * p, floors, rates, cums, entry_rule, entry_mm)
                 b += pnl - mm
                 r += pnl
             if stage == 0:

@@ -54,6 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from margin_sim import _kernels
+from margin_sim._allocator import keep_freed_memory
 from margin_sim._kernels import Book as KernelBook
 from margin_sim._kernels import (
     barrier_log_survival,
@@ -1228,7 +1229,9 @@ def _parallel_outcomes(
     starts = range(0, paths, per_task * chunk_paths)
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=keep_freed_memory
+    ) as pool:
         futures = [
             pool.submit(
                 _evaluate_range,
