@@ -52,13 +52,7 @@ import numpy as np
 import pandas as pd
 
 from margin_sim import _market_kernels
-from margin_sim._market_bridge import (
-    correlation_factor,
-    fill_between_knots,
-    group_starts,
-    rank_in_group,
-    sample_bridge_points,
-)
+from margin_sim._market_bridge import correlation_factor, fill_between_knots
 from margin_sim._normals import seed_state
 from margin_sim._typing import FloatArray, IntArray
 from margin_sim.durations import parse_duration
@@ -409,52 +403,22 @@ def _generate_block(
             trough_mark[:, order],
         )
 
-    # grid values: correlated diffusion + compensated drift + the permanent jumps of each step
+    # grid values (correlated diffusion + compensated drift + the permanent jumps of each step)
+    # and the continuous part at the events, from the bridge between the step's grid points
+    bridge_normals = rng.standard_normal((n_assets, path.size))
     drift_per_step = model.log_drift * model.dt_years
+    arguments = (model.step_factor, drift_per_step, model.log_price0, path, step, frac, jump)
     if compiled:
         log_price = out if out is not None and keep == n else np.empty((n_assets, n, n_steps + 1))
         state = seed_state(rng.bit_generator.seed_seq)  # type: ignore[arg-type]
-        _market_kernels.diffusion_paths(
-            state, model.step_factor, drift_per_step, model.log_price0, path, step, jump, log_price
-        )
+        log_before = _market_kernels.block_paths(state, *arguments, bridge_normals, log_price)
     else:
-        log_price = _market_kernels.numpy_diffusion_paths(
-            diffusion.transpose(1, 2, 0),
-            model.step_factor,
-            drift_per_step,
-            model.log_price0,
-            path,
-            step,
-            jump,
+        log_price, log_before = _market_kernels.numpy_block_paths(
+            diffusion.transpose(1, 2, 0), *arguments, bridge_normals
         )
         if out is not None and keep == n:
             out[...] = log_price
             log_price = out
-
-    # continuous part at the events: bridge between the step's grid points
-    m = path.size
-    if m:
-        new_path = np.ones(m, dtype=bool)
-        new_path[1:] = path[1:] != path[:-1]
-        new_group = new_path.copy()
-        new_group[1:] |= step[1:] != step[:-1]
-        # jumps of the same path before each event (exclusive running sum per path)
-        running = np.cumsum(jump, axis=1)
-        earlier = running - jump
-        earlier -= earlier[:, group_starts(new_path)]
-        start = group_starts(new_group)
-        starts = np.flatnonzero(new_group)
-        ends = np.append(starts[1:] - 1, m - 1)
-        end = np.repeat(ends, np.diff(np.append(starts, m)))
-        left = log_price[:, path, step] - earlier[:, start]
-        right = log_price[:, path, step + 1] - (earlier[:, end] + jump[:, end])
-        normals = rng.standard_normal((n_assets, m))
-        continuous = sample_bridge_points(
-            left, right, frac, rank_in_group(new_group), model.step_factor, normals
-        )
-        log_before = continuous + earlier
-    else:
-        log_before = np.zeros((n_assets, 0))
 
     if keep < n:
         log_price = log_price[:, :keep]

@@ -189,21 +189,23 @@ def test_path_kernel_matches_its_numpy_twin(n_assets: int) -> None:
     factor = 0.01 * np.linalg.cholesky(correlation)
     drift = rng.normal(0.0, 1e-4, n_assets)
     log_price0 = np.log(rng.uniform(1.0, 100.0, n_assets))
-    m = 60  # several events share a step
+    m = 80  # several events share a path and a step
     path = rng.integers(0, n_paths, m)
-    step = rng.integers(0, n_steps, m)
-    order = np.lexsort((step, path))
-    path, step = path[order], step[order]
+    step = rng.integers(0, n_steps // 3, m)
+    frac = rng.uniform(0.0, 1.0, m)
+    order = np.lexsort((frac, step, path))
+    path, step, frac = path[order], step[order], frac[order]
     jump = rng.normal(0.0, 0.05, (n_assets, m))
+    bridge_normals = rng.standard_normal((n_assets, m))
     state = seed_state(np.random.SeedSequence(11))
     normals = standard_normal(state.copy(), (n_paths, n_steps, n_assets))
-    expected = _market_kernels.numpy_diffusion_paths(
-        normals, factor, drift, log_price0, path, step, jump
-    )
+    arguments = (factor, drift, log_price0, path, step, frac, jump, bridge_normals)
+    expected, expected_before = _market_kernels.numpy_block_paths(normals, *arguments)
     out = np.full((n_assets, n_paths + 10, n_steps + 1), np.nan)
     view = out[:, 5 : 5 + n_paths]  # as in a chunk: a non-contiguous view
-    _market_kernels.diffusion_paths(state, factor, drift, log_price0, path, step, jump, view)
+    before = _market_kernels.block_paths(state, *arguments, view)
     np.testing.assert_allclose(view, expected, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(before, expected_before, rtol=1e-13, atol=1e-13)
     assert np.isnan(out[:, :5]).all() and np.isnan(out[:, 5 + n_paths :]).all()
     # the state has moved on exactly past the normals used
     follow = standard_normal(seed_state(np.random.SeedSequence(11)), normals.size + 5)[-5:]
