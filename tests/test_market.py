@@ -185,6 +185,22 @@ def test_same_seed_same_paths_for_any_chunk_size() -> None:
     assert not np.array_equal(other_lp, small_lp)
 
 
+@pytest.mark.parametrize("name", ["baseline", "hedge", "degen"])  # 1, 2 and 3 assets
+def test_a_run_split_at_first_path_gives_the_same_paths(name: str) -> None:
+    s = load_scenario(f"params/scenarios/{name}.yaml", {"horizon": "2d"})
+    whole = list(simulate_paths(s, paths=1500, seed=3, chunk_paths=1000))[1]
+    # 300 paths: a truncated block, computed apart from the whole block of the longer run
+    (part,) = simulate_paths(s, paths=300, seed=3, chunk_paths=1000, first_path=1000)
+    assert np.array_equal(part.path_index, whole.path_index[:300])
+    assert np.array_equal(part.log_price, whole.log_price[:, :300])
+    rows = whole.events.path < 300
+    assert rows.any()
+    for field in ("path", "step", "frac", "kind"):
+        assert np.array_equal(getattr(part.events, field), getattr(whole.events, field)[rows])
+    for field in ("log_before", "jump", "trough_last", "trough_mark"):
+        assert np.array_equal(getattr(part.events, field), getattr(whole.events, field)[:, rows])
+
+
 # ------------------------------------------------------------------------- moments
 
 
