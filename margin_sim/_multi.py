@@ -105,6 +105,16 @@ def _finish_curve(out: MultiOutcome, n: int) -> MultiOutcome:
     return out
 
 
+def _segments(epoch: IntArray) -> tuple[IntArray, IntArray]:
+    """Runs of steps in one funding epoch: first and one-past-last step of each (steps use the
+    epoch of their starting grid point)."""
+    steps = epoch.size - 1
+    starts = np.flatnonzero(np.diff(epoch[:steps])) + 1
+    lo = np.concatenate([[0], starts]).astype(np.int64)
+    hi = np.concatenate([starts, [steps]]).astype(np.int64)
+    return lo, hi
+
+
 def _c64(array: np.ndarray) -> FloatArray:
     return np.ascontiguousarray(array, dtype=np.float64)
 
@@ -168,6 +178,8 @@ def _isolated(
     log_liq,
     margin,
     epoch,
+    seg_lo,
+    seg_hi,
     ev_offset,
     ev_step,
     ev_frac,
@@ -201,6 +213,8 @@ def _isolated(
     own = np.zeros(n_positions)  # each position's cumulative log survival
     close_step = np.zeros(n_positions, np.int64)
     signed = sign * quantity
+    cutoff = NEGLIGIBLE_EXPONENT * variance
+    equity = np.zeros(steps + 1)  # account equity at the grid points
     for i in range(n):
         for k in range(n_positions):
             own[k] = 0.0
@@ -209,65 +223,98 @@ def _isolated(
         liquidated_by = 0.0
         c_previous = 1.0
         combined_done = False
-        lowest = base  # equity at grid point 0
+        lowest = np.inf  # over the troughs; the grid points are in ``equity``
+        for s in range(steps + 1):
+            equity[s] = base
         for k in range(n_positions):
             value = margin[k, i, epoch[0]] + signed[k] * (price[asset[k], i, 0] - entry[k])
-            lowest += max(value, 0.0)
+            equity[0] += max(value, 0.0)
         e = ev_offset[i]
-        for s in range(steps):
-            first = e
-            while e < ev_offset[i + 1] and ev_step[e] == s:
+        for j in range(seg_lo.size):
+            lo = seg_lo[j]
+            hi = seg_hi[j]
+            ep = epoch[lo]
+            first_event = e
+            while e < ev_offset[i + 1] and ev_step[e] < hi:
                 e += 1
-            for j in range(n_keys):
-                nearest[j] = 0.0
-            n_open = 0
-            for k in range(n_positions):
-                if own[k] == -np.inf:  # crossed for certain: nothing later can matter
-                    continue
-                a = asset[k]
-                lq = _barrier_step(
-                    log_liq[k, i, epoch[s]], sign[k], log_price[a, i, s], log_price[a, i, s + 1],
-                    variance[a], first, e, ev_frac, ev_before, ev_trough, ev_after, a,
-                )  # fmt: skip
-                if lq != 0.0:
-                    own[k] += lq
-                    if close_step[k] == steps and own[k] < log_u[k, i]:
-                        close_step[k] = s
-                    if lq < nearest[key[k]]:
-                        nearest[key[k]] = lq
-            # P(some position liquidated): nested barriers within a key, independent across
-            if not combined_done:
-                la = 0.0
-                for j in range(n_keys):
-                    la += nearest[j]
-                if la != 0.0:
-                    liquidated_by += math.exp(cumulative) * -math.expm1(la)
-                    cumulative += la
-                    c = min(max(1.0 - liquidated_by, 0.0), 1.0)
-                    curve_sum[s + 1] += c - c_previous
-                    curve_sq[s + 1] += c * c - c_previous * c_previous
-                    c_previous = c
-                    combined_done = cumulative == -np.inf
-            # equity at the troughs of this step and at its end; closed positions are worth 0
-            for ev in range(first, e):
-                equity = base
+            quiet = first_event == e
+            if quiet:  # is every step of the segment far from every barrier?
                 for k in range(n_positions):
-                    if s <= close_step[k]:
-                        value = signed[k] * (trough_price[asset[k], ev] - entry[k])
-                        equity += max(value + margin[k, i, epoch[s]], 0.0)
-                lowest = min(lowest, equity)
-            equity = base
+                    if own[k] == -np.inf or (combined_done and close_step[k] < steps):
+                        continue  # nothing about it can change any more
+                    lb = log_liq[k, i, ep]
+                    if math.isnan(lb):
+                        continue
+                    a = asset[k]
+                    d = sign[k]
+                    c = cutoff[a]
+                    near = False
+                    for s in range(lo, hi):
+                        d0 = d * (log_price[a, i, s] - lb)
+                        d1 = d * (log_price[a, i, s + 1] - lb)
+                        near |= not (d0 > 0.0 and d1 > 0.0 and 2.0 * d0 * d1 > c)
+                    if near:
+                        quiet = False
+                        break
+            if not quiet:  # step by step
+                e = first_event
+                for s in range(lo, hi):
+                    first = e
+                    while e < ev_offset[i + 1] and ev_step[e] == s:
+                        e += 1
+                    for jk in range(n_keys):
+                        nearest[jk] = 0.0
+                    for k in range(n_positions):
+                        if own[k] == -np.inf or (combined_done and close_step[k] < steps):
+                            continue
+                        a = asset[k]
+                        lq = _barrier_step(
+                            log_liq[k, i, ep], sign[k], log_price[a, i, s],
+                            log_price[a, i, s + 1], variance[a], first, e, ev_frac, ev_before,
+                            ev_trough, ev_after, a,
+                        )  # fmt: skip
+                        if lq != 0.0:
+                            own[k] += lq
+                            if close_step[k] == steps and own[k] < log_u[k, i]:
+                                close_step[k] = s
+                            if lq < nearest[key[k]]:
+                                nearest[key[k]] = lq
+                    # P(some position liquidated): nested barriers within a key, independent
+                    # across keys
+                    if not combined_done:
+                        la = 0.0
+                        for jk in range(n_keys):
+                            la += nearest[jk]
+                        if la != 0.0:
+                            liquidated_by += math.exp(cumulative) * -math.expm1(la)
+                            cumulative += la
+                            c = min(max(1.0 - liquidated_by, 0.0), 1.0)
+                            curve_sum[s + 1] += c - c_previous
+                            curve_sq[s + 1] += c * c - c_previous * c_previous
+                            c_previous = c
+                            combined_done = cumulative == -np.inf
+                    for ev in range(first, e):  # equity at the troughs (open positions)
+                        at_trough = base
+                        for k in range(n_positions):
+                            if s <= close_step[k]:
+                                value = signed[k] * (trough_price[asset[k], ev] - entry[k])
+                                at_trough += max(value + margin[k, i, ep], 0.0)
+                        lowest = min(lowest, at_trough)
+            # equity at the grid points lo + 1 .. hi: a position counts up to its closing step
             for k in range(n_positions):
-                if close_step[k] == steps:
-                    n_open += 1
-                    value = margin[k, i, epoch[s + 1]] + signed[k] * (
-                        price[asset[k], i, s + 1] - entry[k]
-                    )
-                    equity += max(value, 0.0)
-            lowest = min(lowest, equity)
-            if n_open == 0 and combined_done:
-                break
+                last = min(close_step[k], hi)
+                a = asset[k]
+                m = margin[k, i, ep]
+                sk = signed[k]
+                ek = entry[k]
+                for s in range(lo + 1, min(last, hi - 1) + 1):
+                    equity[s] += max(m + sk * (price[a, i, s] - ek), 0.0)
+                if last == hi:
+                    value = margin[k, i, epoch[hi]] + sk * (price[a, i, hi] - ek)
+                    equity[hi] += max(value, 0.0)
         p_liq[i] = 1.0 - min(max(1.0 - liquidated_by, 0.0), 1.0)
+        for s in range(steps + 1):
+            lowest = min(lowest, equity[s])
         minimum[i] = lowest
         any_liquidated = False
         earliest = np.inf
@@ -354,6 +401,7 @@ def isolated_scan(
         _c64(log_liquidation_barrier),
         _c64(margin),
         _i64(epoch),
+        *_segments(epoch),
         _i64(offset),
         _i64(step),
         _c64(frac),
@@ -417,6 +465,49 @@ def _quadratic(g, end, covariance):  # pragma: no cover
     return total
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _position_knots(
+    price,
+    i,
+    s,
+    row,
+    asset,
+    sign,
+    quantity,
+    entry,
+    signed,
+    cap0,
+    rate0,
+    cum0,
+    floors,
+    rates,
+    cums,
+    entry_rule,
+    entry_mm,
+    value,
+    slope,
+    gain,
+    gain_slope,
+):  # pragma: no cover
+    """Every position's buffer part, slope, equity part and its slope at grid point ``s``."""
+    for k in range(asset.size):
+        p = price[asset[k], i, s]
+        pnl = signed[k] * (p - entry[k])
+        notional = quantity[k] * p
+        if entry_rule:
+            mm = entry_mm[k]
+            rate = 0.0
+        elif notional < cap0[k]:  # the first tier, written out (much faster than the loop)
+            rate = rate0[k]
+            mm = notional * rate - cum0[k]
+        else:
+            mm, rate = _maintenance(k, notional, floors, rates, cums, entry_rule, entry_mm)
+        value[row, k] = pnl - mm
+        slope[row, k] = (sign[k] - rate) * quantity[k] * p
+        gain[row, k] = pnl
+        gain_slope[row, k] = signed[k] * p
+
+
 @njit(cache=True, nogil=True)
 def _cross(
     price,
@@ -424,6 +515,8 @@ def _cross(
     wallet,
     paid,
     epoch,
+    seg_lo,
+    seg_hi,
     ev_offset,
     ev_step,
     ev_frac,
@@ -476,7 +569,45 @@ def _cross(
         cap0[:] = floors[:, 1]
     rate0 = rates[:, 0].copy()
     cum0 = cums[:, 0].copy()
+    if entry_rule:
+        rate0[:] = 0.0
+    # screening sums over the positions at every grid point (first tier, or the entry rule):
+    # buffer part, equity part, their sizes (for rounding) and the standard deviation bounds
+    buffer_sum = np.zeros(steps + 1)
+    equity_sum = np.zeros(steps + 1)
+    size_sum = np.zeros(steps + 1)
+    bound_q = np.zeros(steps + 1)
+    bound_r = np.zeros(steps + 1)
+    first_tier = np.zeros(steps + 1, np.bool_)
     for i in range(n):
+        # -- screening sums of this path (vectorised loops over the grid)
+        for s in range(steps + 1):
+            buffer_sum[s] = 0.0
+            equity_sum[s] = 0.0
+            size_sum[s] = 0.0
+            bound_q[s] = 0.0
+            bound_r[s] = 0.0
+            first_tier[s] = True
+        for k in range(n_positions):
+            a = asset[k]
+            sk = signed[k]
+            ek = entry[k]
+            qk = quantity[k]
+            rk = rate0[k]
+            ck = entry_mm[k] if entry_rule else -cum0[k]
+            cap = np.inf if entry_rule else cap0[k]
+            slope_factor = (sign[k] - rk) * qk * sd[a]
+            gain_factor = sk * sd[a]
+            for s in range(steps + 1):
+                p = price[a, i, s]
+                pnl = sk * (p - ek)
+                mm = qk * p * rk + ck
+                buffer_sum[s] += pnl - mm
+                equity_sum[s] += pnl
+                size_sum[s] += abs(pnl) + abs(mm)
+                bound_q[s] += abs(slope_factor * p)
+                bound_r[s] += abs(gain_factor * p)
+                first_tier[s] &= qk * p < cap
         cumulative = 0.0
         liquidated_by = 0.0
         c_previous = 1.0
@@ -484,64 +615,68 @@ def _cross(
         ruin_plain = 0.0  # sum of the ruin step log survivals while open
         ruin_nested = 0.0  # the same, each conditioned on no liquidation in its step
         e = ev_offset[i]
-        lowest = np.inf
-        for s in range(steps + 1):
-            row = s & 1
-            for k in range(n_positions):
-                p = price[asset[k], i, s]
-                pnl = signed[k] * (p - entry[k])
-                notional = quantity[k] * p
-                if entry_rule:
-                    mm = entry_mm[k]
-                    rate = 0.0
-                elif notional < cap0[k]:  # the first tier (written out: much faster here)
-                    rate = rate0[k]
-                    mm = notional * rate - cum0[k]
-                else:
-                    mm, rate = _maintenance(k, notional, floors, rates, cums, entry_rule, entry_mm)
-                value[row, k] = pnl - mm
-                slope[row, k] = (sign[k] - rate) * quantity[k] * p
-                gain[row, k] = pnl
-                gain_slope[row, k] = signed[k] * p
-            if s == 0:
-                equity = wallet[i, epoch[0]]
-                for k in range(n_positions):
-                    equity += gain[0, k]
-                lowest = equity
-                continue
-            step = s - 1
-            start = 1 - row
-            first = e
-            while e < ev_offset[i + 1] and ev_step[e] == step:
+        lowest = wallet[i, epoch[0]]  # equity at grid point 0
+        for k in range(n_positions):
+            lowest += signed[k] * (price[asset[k], i, 0] - entry[k])
+        certain = False
+        for j in range(seg_lo.size):
+            lo = seg_lo[j]
+            hi = seg_hi[j]
+            w = wallet[i, epoch[lo]]
+            first_event = e
+            while e < ev_offset[i + 1] and ev_step[e] < hi:
                 e += 1
-            w = wallet[i, epoch[step]]
-            b0 = w
-            b1 = w
-            r0 = w - threshold
-            r1 = r0
-            bound_q0 = 0.0
-            bound_q1 = 0.0
-            bound_r0 = 0.0
-            bound_r1 = 0.0
-            for k in range(n_positions):
-                b0 += value[start, k]
-                b1 += value[row, k]
-                r0 += gain[start, k]
-                r1 += gain[row, k]
-                bound_q0 += abs(slope[start, k]) * sd[asset[k]]
-                bound_q1 += abs(slope[row, k]) * sd[asset[k]]
-                bound_r0 += abs(gain_slope[start, k]) * sd[asset[k]]
-                bound_r1 += abs(gain_slope[row, k]) * sd[asset[k]]
-            bound_q = bound_q1 if b1 < b0 else bound_q0
-            bound_r = bound_r1 if r1 < r0 else bound_r0
-            far_q = b0 > 0.0 and b1 > 0.0 and 2.0 * b0 * b1 > NEGLIGIBLE_EXPONENT * bound_q**2
-            far_r = r0 > 0.0 and r1 > 0.0 and 2.0 * r0 * r1 > NEGLIGIBLE_EXPONENT * bound_r**2
             ruin_open = liq_step == steps
-            if first == e and far_q and (far_r or not ruin_open):
-                lq = 0.0
-                lr = 0.0
-            else:
-                # the gradients at the end of the step nearer the barrier, and the variances
+            quiet = first_event == e
+            if quiet:  # every step far from both barriers? (conservative bounds)
+                near = False
+                for s in range(lo, hi):
+                    tol0 = 1e-13 * (abs(w) + abs(threshold) + size_sum[s])
+                    tol1 = 1e-13 * (abs(w) + abs(threshold) + size_sum[s + 1])
+                    b0 = w + buffer_sum[s] - tol0
+                    b1 = w + buffer_sum[s + 1] - tol1
+                    bq = max(bound_q[s], bound_q[s + 1])
+                    far = b0 > 0.0 and b1 > 0.0 and 2.0 * b0 * b1 > NEGLIGIBLE_EXPONENT * bq * bq
+                    r0 = w - threshold + equity_sum[s] - tol0
+                    r1 = w - threshold + equity_sum[s + 1] - tol1
+                    br = max(bound_r[s], bound_r[s + 1])
+                    far_r = r0 > 0.0 and r1 > 0.0 and 2.0 * r0 * r1 > NEGLIGIBLE_EXPONENT * br * br
+                    near |= not (
+                        first_tier[s] and first_tier[s + 1] and far and (far_r or not ruin_open)
+                    )
+                quiet = not near
+            if quiet:
+                if ruin_open:  # the equity on the segment's grid points
+                    low = np.inf
+                    for s in range(lo + 1, hi):
+                        low = min(low, equity_sum[s])
+                    lowest = min(lowest, w + low)
+                    _, lowest = _cross_grid_equity(
+                        hi, steps, i, wallet, paid, epoch, w, price, asset, signed, entry,
+                        quantity, taker_fee, lowest, final,
+                    )  # fmt: skip
+                continue
+            # -- step by step (bridge survivals, events, sampling)
+            e = first_event
+            _position_knots(
+                price, i, lo, lo & 1, asset, sign, quantity, entry, signed, cap0, rate0, cum0,
+                floors, rates, cums, entry_rule, entry_mm, value, slope, gain, gain_slope,
+            )  # fmt: skip
+            for s in range(lo + 1, hi + 1):
+                row = s & 1
+                _position_knots(
+                    price, i, s, row, asset, sign, quantity, entry, signed, cap0, rate0, cum0,
+                    floors, rates, cums, entry_rule, entry_mm, value, slope, gain, gain_slope,
+                )  # fmt: skip
+                step = s - 1
+                start = 1 - row
+                first = e
+                while e < ev_offset[i + 1] and ev_step[e] == step:
+                    e += 1
+                b0 = w
+                b1 = w
+                r0 = w - threshold
+                r1 = r0
                 for a in range(n_assets):
                     g[0, a] = 0.0
                     g[1, a] = 0.0
@@ -549,10 +684,16 @@ def _cross(
                     h[1, a] = 0.0
                 for k in range(n_positions):
                     a = asset[k]
+                    b0 += value[start, k]
+                    b1 += value[row, k]
+                    r0 += gain[start, k]
+                    r1 += gain[row, k]
                     g[0, a] += slope[start, k]
                     g[1, a] += slope[row, k]
                     h[0, a] += gain_slope[start, k]
                     h[1, a] += gain_slope[row, k]
+                ruin_open = liq_step == steps
+                # the gradients at the end of the step nearer the barrier, and the variances
                 var_q = _quadratic(g, 1 if b1 < b0 else 0, covariance)
                 var_r = _quadratic(h, 1 if r1 < r0 else 0, covariance)
                 if first == e:
@@ -571,40 +712,37 @@ def _cross(
                             trough = math.exp(ev_before[a, ev] + ev_trough[a, ev])
                             equity += signed[k] * (trough - entry[k])
                         lowest = min(lowest, equity)
-            if ruin_open and (lr != 0.0 or lq != 0.0):
-                ruin_plain += lr
-                nested = lr - lq
-                if math.isnan(nested) or nested > 0.0:
-                    nested = 0.0
-                ruin_nested += nested
-            if lq != 0.0:
-                liquidated_by += math.exp(cumulative) * -math.expm1(lq)
-                cumulative += lq
-                if liq_step == steps and cumulative < log_u[i]:
-                    liq_step = step
-                c = min(max(1.0 - liquidated_by, 0.0), 1.0)
-                curve_sum[s] += c - c_previous
-                curve_sq[s] += c * c - c_previous * c_previous
-                c_previous = c
-            if liq_step < steps:
-                if cumulative == -np.inf:  # nothing later can change
-                    break
-                continue
-            # equity at grid point s, open (not liquidated in step s - 1)
-            if s < steps:
-                equity = wallet[i, epoch[s]]
-            else:
-                equity = w
-                for k in range(n_positions):
-                    equity -= paid[k, i, epoch[steps]] - paid[k, i, epoch[steps - 1]]
-                total = equity
-                for k in range(n_positions):
-                    p = price[asset[k], i, steps]
-                    total = total + (gain[row, k] - taker_fee * quantity[k] * p)
-                final[i] = total
-            for k in range(n_positions):
-                equity += gain[row, k]
-            lowest = min(lowest, equity)
+                if ruin_open and (lr != 0.0 or lq != 0.0):
+                    ruin_plain += lr
+                    nested = lr - lq
+                    if math.isnan(nested) or nested > 0.0:
+                        nested = 0.0
+                    ruin_nested += nested
+                if lq != 0.0:
+                    liquidated_by += math.exp(cumulative) * -math.expm1(lq)
+                    cumulative += lq
+                    if liq_step == steps and cumulative < log_u[i]:
+                        liq_step = step
+                    c = min(max(1.0 - liquidated_by, 0.0), 1.0)
+                    curve_sum[s] += c - c_previous
+                    curve_sq[s] += c * c - c_previous * c_previous
+                    c_previous = c
+                    if cumulative == -np.inf:  # nothing later can change
+                        certain = True
+                        break
+                if liq_step == steps:  # equity at grid point s, still open
+                    if s < steps:
+                        equity = wallet[i, epoch[s]]
+                        for k in range(n_positions):
+                            equity += gain[row, k]
+                        lowest = min(lowest, equity)
+                    else:
+                        _, lowest = _cross_grid_equity(
+                            s, steps, i, wallet, paid, epoch, w, price, asset, signed, entry,
+                            quantity, taker_fee, lowest, final,
+                        )  # fmt: skip
+            if certain:
+                break
         p_liq[i] = 1.0 - min(max(1.0 - liquidated_by, 0.0), 1.0)
         is_liquidated = liq_step < steps
         liquidated[i] = is_liquidated
@@ -630,6 +768,42 @@ def _cross(
             final[i] = left
             lowest = min(lowest, left)
         minimum[i] = lowest
+
+
+@njit(cache=True, nogil=True)
+def _cross_grid_equity(
+    s,
+    steps,
+    i,
+    wallet,
+    paid,
+    epoch,
+    w,
+    price,
+    asset,
+    signed,
+    entry,
+    quantity,
+    taker_fee,
+    lowest,
+    final,
+):  # pragma: no cover
+    """Equity at grid point ``s`` of an open account (``w``: the wallet of step s - 1); at the
+    horizon also the close-out value into ``final[i]``. Returns (equity, new lowest)."""
+    if s < steps:
+        equity = wallet[i, epoch[s]]
+    else:
+        equity = w
+        for k in range(asset.size):
+            equity -= paid[k, i, epoch[steps]] - paid[k, i, epoch[steps - 1]]
+        total = equity
+        for k in range(asset.size):
+            p = price[asset[k], i, steps]
+            total = total + (signed[k] * (p - entry[k]) - taker_fee * quantity[k] * p)
+        final[i] = total
+    for k in range(asset.size):
+        equity += signed[k] * (price[asset[k], i, s] - entry[k])
+    return equity, min(lowest, equity)
 
 
 @njit(cache=True, nogil=True)
@@ -760,6 +934,7 @@ def cross_scan(
         _c64(wallet),
         _c64(paid),
         _i64(epoch),
+        *_segments(epoch),
         _i64(offset),
         _i64(step),
         _c64(frac),
