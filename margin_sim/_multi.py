@@ -105,16 +105,6 @@ def _finish_curve(out: MultiOutcome, n: int) -> MultiOutcome:
     return out
 
 
-def _segments(epoch: IntArray) -> tuple[IntArray, IntArray]:
-    """Runs of steps in one funding epoch: first and one-past-last step of each (steps use the
-    epoch of their starting grid point)."""
-    steps = epoch.size - 1
-    starts = np.flatnonzero(np.diff(epoch[:steps])) + 1
-    lo = np.concatenate([[0], starts]).astype(np.int64)
-    hi = np.concatenate([starts, [steps]]).astype(np.int64)
-    return lo, hi
-
-
 def _c64(array: np.ndarray) -> FloatArray:
     return np.ascontiguousarray(array, dtype=np.float64)
 
@@ -170,6 +160,29 @@ def _barrier_step(
     return total
 
 
+# Reductions over finite prices and equities: with these flags LLVM vectorises them (no NaN
+# or infinity can occur in their inputs, so the results are the exact minimum and maximum).
+_REDUCTION_FLAGS = {"nnan", "ninf", "nsz"}
+
+
+@njit(cache=True, nogil=True, fastmath=_REDUCTION_FLAGS)
+def _largest(x, lo, hi):  # pragma: no cover
+    """max(x[lo:hi]) of finite values."""
+    top = x[lo]
+    for s in range(lo + 1, hi):
+        top = max(top, x[s])
+    return top
+
+
+@njit(cache=True, nogil=True, fastmath=_REDUCTION_FLAGS)
+def _smallest(x, lo, hi):  # pragma: no cover
+    """min(x[lo:hi]) of finite values (inf for an empty range)."""
+    low = np.inf
+    for s in range(lo, hi):
+        low = min(low, x[s])
+    return low
+
+
 @njit(cache=True, nogil=True)
 def _isolated(
     log_price,
@@ -178,8 +191,6 @@ def _isolated(
     log_liq,
     margin,
     epoch,
-    seg_lo,
-    seg_hi,
     ev_offset,
     ev_step,
     ev_frac,
@@ -214,8 +225,25 @@ def _isolated(
     close_step = np.zeros(n_positions, np.int64)
     signed = sign * quantity
     cutoff = NEGLIGIBLE_EXPONENT * variance
+    busy = np.zeros(steps, np.bool_)  # steps near a barrier or holding events
     equity = np.zeros(steps + 1)  # account equity at the grid points
     for i in range(n):
+        # -- which steps need the bridge at all (every other step survives for certain)
+        for s in range(steps):
+            busy[s] = False
+        for k in range(n_positions):
+            a = asset[k]
+            d = sign[k]
+            c = cutoff[a]
+            for s in range(steps):
+                lb = log_liq[k, i, epoch[s]]
+                d0 = d * (log_price[a, i, s] - lb)
+                d1 = d * (log_price[a, i, s + 1] - lb)
+                far = (lb != lb) | ((d0 > 0.0) & (d1 > 0.0) & (2.0 * d0 * d1 > c))
+                busy[s] = busy[s] | ~far
+        for e in range(ev_offset[i], ev_offset[i + 1]):
+            busy[ev_step[e]] = True
+        # -- liquidations, step by step where it matters
         for k in range(n_positions):
             own[k] = 0.0
             close_step[k] = steps
@@ -224,98 +252,60 @@ def _isolated(
         c_previous = 1.0
         combined_done = False
         lowest = np.inf  # over the troughs; the grid points are in ``equity``
+        e = ev_offset[i]
+        for s in range(steps):
+            if not busy[s]:
+                continue
+            first = e
+            while e < ev_offset[i + 1] and ev_step[e] == s:
+                e += 1
+            for jk in range(n_keys):
+                nearest[jk] = 0.0
+            for k in range(n_positions):
+                if own[k] == -np.inf or (combined_done and close_step[k] < steps):
+                    continue  # nothing about it can change any more
+                a = asset[k]
+                lq = _barrier_step(
+                    log_liq[k, i, epoch[s]], sign[k], log_price[a, i, s], log_price[a, i, s + 1],
+                    variance[a], first, e, ev_frac, ev_before, ev_trough, ev_after, a,
+                )  # fmt: skip
+                if lq != 0.0:
+                    own[k] += lq
+                    if close_step[k] == steps and own[k] < log_u[k, i]:
+                        close_step[k] = s
+                    if lq < nearest[key[k]]:
+                        nearest[key[k]] = lq
+            # P(some position liquidated): nested barriers within a key, independent across
+            if not combined_done:
+                la = 0.0
+                for jk in range(n_keys):
+                    la += nearest[jk]
+                if la != 0.0:
+                    liquidated_by += math.exp(cumulative) * -math.expm1(la)
+                    cumulative += la
+                    c = min(max(1.0 - liquidated_by, 0.0), 1.0)
+                    curve_sum[s + 1] += c - c_previous
+                    curve_sq[s + 1] += c * c - c_previous * c_previous
+                    c_previous = c
+                    combined_done = cumulative == -np.inf
+            for ev in range(first, e):  # equity at the troughs (open positions)
+                at_trough = base
+                for k in range(n_positions):
+                    if s <= close_step[k]:
+                        value = signed[k] * (trough_price[asset[k], ev] - entry[k])
+                        at_trough += max(value + margin[k, i, epoch[s]], 0.0)
+                lowest = min(lowest, at_trough)
+        p_liq[i] = 1.0 - min(max(1.0 - liquidated_by, 0.0), 1.0)
+        # -- equity at the grid points: a position counts up to its closing step
         for s in range(steps + 1):
             equity[s] = base
         for k in range(n_positions):
-            value = margin[k, i, epoch[0]] + signed[k] * (price[asset[k], i, 0] - entry[k])
-            equity[0] += max(value, 0.0)
-        e = ev_offset[i]
-        for j in range(seg_lo.size):
-            lo = seg_lo[j]
-            hi = seg_hi[j]
-            ep = epoch[lo]
-            first_event = e
-            while e < ev_offset[i + 1] and ev_step[e] < hi:
-                e += 1
-            quiet = first_event == e
-            if quiet:  # is every step of the segment far from every barrier?
-                for k in range(n_positions):
-                    if own[k] == -np.inf or (combined_done and close_step[k] < steps):
-                        continue  # nothing about it can change any more
-                    lb = log_liq[k, i, ep]
-                    if math.isnan(lb):
-                        continue
-                    a = asset[k]
-                    d = sign[k]
-                    c = cutoff[a]
-                    near = False
-                    for s in range(lo, hi):
-                        d0 = d * (log_price[a, i, s] - lb)
-                        d1 = d * (log_price[a, i, s + 1] - lb)
-                        near |= not (d0 > 0.0 and d1 > 0.0 and 2.0 * d0 * d1 > c)
-                    if near:
-                        quiet = False
-                        break
-            if not quiet:  # step by step
-                e = first_event
-                for s in range(lo, hi):
-                    first = e
-                    while e < ev_offset[i + 1] and ev_step[e] == s:
-                        e += 1
-                    for jk in range(n_keys):
-                        nearest[jk] = 0.0
-                    for k in range(n_positions):
-                        if own[k] == -np.inf or (combined_done and close_step[k] < steps):
-                            continue
-                        a = asset[k]
-                        lq = _barrier_step(
-                            log_liq[k, i, ep], sign[k], log_price[a, i, s],
-                            log_price[a, i, s + 1], variance[a], first, e, ev_frac, ev_before,
-                            ev_trough, ev_after, a,
-                        )  # fmt: skip
-                        if lq != 0.0:
-                            own[k] += lq
-                            if close_step[k] == steps and own[k] < log_u[k, i]:
-                                close_step[k] = s
-                            if lq < nearest[key[k]]:
-                                nearest[key[k]] = lq
-                    # P(some position liquidated): nested barriers within a key, independent
-                    # across keys
-                    if not combined_done:
-                        la = 0.0
-                        for jk in range(n_keys):
-                            la += nearest[jk]
-                        if la != 0.0:
-                            liquidated_by += math.exp(cumulative) * -math.expm1(la)
-                            cumulative += la
-                            c = min(max(1.0 - liquidated_by, 0.0), 1.0)
-                            curve_sum[s + 1] += c - c_previous
-                            curve_sq[s + 1] += c * c - c_previous * c_previous
-                            c_previous = c
-                            combined_done = cumulative == -np.inf
-                    for ev in range(first, e):  # equity at the troughs (open positions)
-                        at_trough = base
-                        for k in range(n_positions):
-                            if s <= close_step[k]:
-                                value = signed[k] * (trough_price[asset[k], ev] - entry[k])
-                                at_trough += max(value + margin[k, i, ep], 0.0)
-                        lowest = min(lowest, at_trough)
-            # equity at the grid points lo + 1 .. hi: a position counts up to its closing step
-            for k in range(n_positions):
-                last = min(close_step[k], hi)
-                a = asset[k]
-                m = margin[k, i, ep]
-                sk = signed[k]
-                ek = entry[k]
-                for s in range(lo + 1, min(last, hi - 1) + 1):
-                    equity[s] += max(m + sk * (price[a, i, s] - ek), 0.0)
-                if last == hi:
-                    value = margin[k, i, epoch[hi]] + sk * (price[a, i, hi] - ek)
-                    equity[hi] += max(value, 0.0)
-        p_liq[i] = 1.0 - min(max(1.0 - liquidated_by, 0.0), 1.0)
-        for s in range(steps + 1):
-            lowest = min(lowest, equity[s])
-        minimum[i] = lowest
+            a = asset[k]
+            sk = signed[k]
+            ek = entry[k]
+            for s in range(min(close_step[k], steps) + 1):
+                equity[s] += max(margin[k, i, epoch[s]] + sk * (price[a, i, s] - ek), 0.0)
+        minimum[i] = min(lowest, _smallest(equity, 0, steps + 1))
         any_liquidated = False
         earliest = np.inf
         total = base
@@ -401,7 +391,6 @@ def isolated_scan(
         _c64(log_liquidation_barrier),
         _c64(margin),
         _i64(epoch),
-        *_segments(epoch),
         _i64(offset),
         _i64(step),
         _c64(frac),
@@ -515,8 +504,6 @@ def _cross(
     wallet,
     paid,
     epoch,
-    seg_lo,
-    seg_hi,
     ev_offset,
     ev_step,
     ev_frac,
@@ -571,178 +558,149 @@ def _cross(
     cum0 = cums[:, 0].copy()
     if entry_rule:
         rate0[:] = 0.0
-    # screening sums over the positions at every grid point (first tier, or the entry rule):
-    # buffer part, equity part, their sizes (for rounding) and the standard deviation bounds
+    # screening sums over the positions at every grid point, as if every position were in its
+    # first tier (or on the entry rule): buffer and equity parts linear in the prices,
+    # buffer = w + fixed_q + sum alpha_k P_k, equity = w + fixed_r + sum signed_k P_k, and the
+    # bounds on their standard deviations over a step, sum beta_k P_k and sum eta_k P_k
+    alpha = signed - quantity * rate0
+    fixed_q = 0.0
+    fixed_r = 0.0
+    for k in range(n_positions):
+        fixed_r -= signed[k] * entry[k]
+        fixed_q -= signed[k] * entry[k] + (entry_mm[k] if entry_rule else -cum0[k])
+    beta = np.empty(n_positions)
+    eta = np.empty(n_positions)
+    for k in range(n_positions):
+        beta[k] = abs((sign[k] - rate0[k]) * quantity[k]) * sd[asset[k]]
+        eta[k] = abs(signed[k]) * sd[asset[k]]
     buffer_sum = np.zeros(steps + 1)
     equity_sum = np.zeros(steps + 1)
-    size_sum = np.zeros(steps + 1)
     bound_q = np.zeros(steps + 1)
     bound_r = np.zeros(steps + 1)
-    first_tier = np.zeros(steps + 1, np.bool_)
+    busy = np.zeros(steps, np.bool_)  # steps near a barrier or holding events
     for i in range(n):
         # -- screening sums of this path (vectorised loops over the grid)
-        for s in range(steps + 1):
-            buffer_sum[s] = 0.0
-            equity_sum[s] = 0.0
-            size_sum[s] = 0.0
-            bound_q[s] = 0.0
-            bound_r[s] = 0.0
-            first_tier[s] = True
+        scale = abs(threshold) + abs(fixed_q) + abs(fixed_r)  # rounding: of the sums' size
+        first_tier = True
         for k in range(n_positions):
             a = asset[k]
-            sk = signed[k]
-            ek = entry[k]
-            qk = quantity[k]
-            rk = rate0[k]
-            ck = entry_mm[k] if entry_rule else -cum0[k]
-            cap = np.inf if entry_rule else cap0[k]
-            slope_factor = (sign[k] - rk) * qk * sd[a]
-            gain_factor = sk * sd[a]
-            for s in range(steps + 1):
-                p = price[a, i, s]
-                pnl = sk * (p - ek)
-                mm = qk * p * rk + ck
-                buffer_sum[s] += pnl - mm
-                equity_sum[s] += pnl
-                size_sum[s] += abs(pnl) + abs(mm)
-                bound_q[s] += abs(slope_factor * p)
-                bound_r[s] += abs(gain_factor * p)
-                first_tier[s] &= qk * p < cap
+            _accumulate(
+                price[a, i], alpha[k], signed[k], beta[k], eta[k], k == 0,
+                buffer_sum, equity_sum, bound_q, bound_r,
+            )  # fmt: skip
+            top = _largest(price[a, i], 0, steps + 1)
+            scale += (abs(alpha[k]) + abs(signed[k])) * top
+            if not entry_rule and quantity[k] * top >= cap0[k]:
+                first_tier = False
+        largest_wallet = 0.0
+        for j in range(wallet.shape[1]):
+            largest_wallet = max(largest_wallet, abs(wallet[i, j]))
+        tolerance = 1e-12 * (scale + largest_wallet)
+        # -- which steps need the bridge at all: near a barrier (by the bounds), or events
+        for s in range(steps):
+            w = wallet[i, epoch[s]]
+            base_q = w + fixed_q - tolerance
+            base_r = w - threshold + fixed_r - tolerance
+            b0 = base_q + buffer_sum[s]
+            b1 = base_q + buffer_sum[s + 1]
+            bq = max(bound_q[s], bound_q[s + 1])
+            r0 = base_r + equity_sum[s]
+            r1 = base_r + equity_sum[s + 1]
+            br = max(bound_r[s], bound_r[s + 1])
+            far_q = (b0 > 0.0) & (b1 > 0.0) & (2.0 * b0 * b1 > NEGLIGIBLE_EXPONENT * bq * bq)
+            far_r = (r0 > 0.0) & (r1 > 0.0) & (2.0 * r0 * r1 > NEGLIGIBLE_EXPONENT * br * br)
+            busy[s] = ~(far_q & far_r) | (not first_tier)
+        for e in range(ev_offset[i], ev_offset[i + 1]):
+            busy[ev_step[e]] = True
+        # -- step by step where it matters (bridge survivals, events, sampling)
         cumulative = 0.0
         liquidated_by = 0.0
         c_previous = 1.0
         liq_step = steps
         ruin_plain = 0.0  # sum of the ruin step log survivals while open
         ruin_nested = 0.0  # the same, each conditioned on no liquidation in its step
+        lowest = np.inf  # over the troughs here, the grid points below
         e = ev_offset[i]
-        lowest = wallet[i, epoch[0]]  # equity at grid point 0
-        for k in range(n_positions):
-            lowest += signed[k] * (price[asset[k], i, 0] - entry[k])
-        certain = False
-        for j in range(seg_lo.size):
-            lo = seg_lo[j]
-            hi = seg_hi[j]
-            w = wallet[i, epoch[lo]]
-            first_event = e
-            while e < ev_offset[i + 1] and ev_step[e] < hi:
-                e += 1
-            ruin_open = liq_step == steps
-            quiet = first_event == e
-            if quiet:  # every step far from both barriers? (conservative bounds)
-                near = False
-                for s in range(lo, hi):
-                    tol0 = 1e-13 * (abs(w) + abs(threshold) + size_sum[s])
-                    tol1 = 1e-13 * (abs(w) + abs(threshold) + size_sum[s + 1])
-                    b0 = w + buffer_sum[s] - tol0
-                    b1 = w + buffer_sum[s + 1] - tol1
-                    bq = max(bound_q[s], bound_q[s + 1])
-                    far = b0 > 0.0 and b1 > 0.0 and 2.0 * b0 * b1 > NEGLIGIBLE_EXPONENT * bq * bq
-                    r0 = w - threshold + equity_sum[s] - tol0
-                    r1 = w - threshold + equity_sum[s + 1] - tol1
-                    br = max(bound_r[s], bound_r[s + 1])
-                    far_r = r0 > 0.0 and r1 > 0.0 and 2.0 * r0 * r1 > NEGLIGIBLE_EXPONENT * br * br
-                    near |= not (
-                        first_tier[s] and first_tier[s + 1] and far and (far_r or not ruin_open)
-                    )
-                quiet = not near
-            if quiet:
-                if ruin_open:  # the equity on the segment's grid points
-                    low = np.inf
-                    for s in range(lo + 1, hi):
-                        low = min(low, equity_sum[s])
-                    lowest = min(lowest, w + low)
-                    _, lowest = _cross_grid_equity(
-                        hi, steps, i, wallet, paid, epoch, w, price, asset, signed, entry,
-                        quantity, taker_fee, lowest, final,
-                    )  # fmt: skip
+        for step in range(steps):
+            if not busy[step]:
                 continue
-            # -- step by step (bridge survivals, events, sampling)
-            e = first_event
             _position_knots(
-                price, i, lo, lo & 1, asset, sign, quantity, entry, signed, cap0, rate0, cum0,
+                price, i, step, 0, asset, sign, quantity, entry, signed, cap0, rate0, cum0,
                 floors, rates, cums, entry_rule, entry_mm, value, slope, gain, gain_slope,
             )  # fmt: skip
-            for s in range(lo + 1, hi + 1):
-                row = s & 1
-                _position_knots(
-                    price, i, s, row, asset, sign, quantity, entry, signed, cap0, rate0, cum0,
-                    floors, rates, cums, entry_rule, entry_mm, value, slope, gain, gain_slope,
+            _position_knots(
+                price, i, step + 1, 1, asset, sign, quantity, entry, signed, cap0, rate0, cum0,
+                floors, rates, cums, entry_rule, entry_mm, value, slope, gain, gain_slope,
+            )  # fmt: skip
+            first = e
+            while e < ev_offset[i + 1] and ev_step[e] == step:
+                e += 1
+            w = wallet[i, epoch[step]]
+            b0 = w
+            b1 = w
+            r0 = w - threshold
+            r1 = r0
+            for a in range(n_assets):
+                g[0, a] = 0.0
+                g[1, a] = 0.0
+                h[0, a] = 0.0
+                h[1, a] = 0.0
+            for k in range(n_positions):
+                a = asset[k]
+                b0 += value[0, k]
+                b1 += value[1, k]
+                r0 += gain[0, k]
+                r1 += gain[1, k]
+                g[0, a] += slope[0, k]
+                g[1, a] += slope[1, k]
+                h[0, a] += gain_slope[0, k]
+                h[1, a] += gain_slope[1, k]
+            ruin_open = liq_step == steps
+            # the gradients at the end of the step nearer the barrier, and the variances
+            var_q = _quadratic(g, 1 if b1 < b0 else 0, covariance)
+            var_r = _quadratic(h, 1 if r1 < r0 else 0, covariance)
+            if first == e:
+                lq = log_no_cross(b0, b1, var_q, True)
+                lr = log_no_cross(r0, r1, var_r, True) if ruin_open else 0.0
+            else:
+                lq, lr = _event_steps(
+                    first, e, w, threshold, b0, b1, r0, r1, var_q, var_r, ruin_open,
+                    ev_frac, ev_before, ev_trough, ev_jump, knot, asset, signed, quantity,
+                    entry, floors, rates, cums, entry_rule, entry_mm,
                 )  # fmt: skip
-                step = s - 1
-                start = 1 - row
-                first = e
-                while e < ev_offset[i + 1] and ev_step[e] == step:
-                    e += 1
-                b0 = w
-                b1 = w
-                r0 = w - threshold
-                r1 = r0
-                for a in range(n_assets):
-                    g[0, a] = 0.0
-                    g[1, a] = 0.0
-                    h[0, a] = 0.0
-                    h[1, a] = 0.0
-                for k in range(n_positions):
-                    a = asset[k]
-                    b0 += value[start, k]
-                    b1 += value[row, k]
-                    r0 += gain[start, k]
-                    r1 += gain[row, k]
-                    g[0, a] += slope[start, k]
-                    g[1, a] += slope[row, k]
-                    h[0, a] += gain_slope[start, k]
-                    h[1, a] += gain_slope[row, k]
-                ruin_open = liq_step == steps
-                # the gradients at the end of the step nearer the barrier, and the variances
-                var_q = _quadratic(g, 1 if b1 < b0 else 0, covariance)
-                var_r = _quadratic(h, 1 if r1 < r0 else 0, covariance)
-                if first == e:
-                    lq = log_no_cross(b0, b1, var_q, True)
-                    lr = log_no_cross(r0, r1, var_r, True) if ruin_open else 0.0
-                else:
-                    lq, lr = _event_steps(
-                        first, e, w, threshold, b0, b1, r0, r1, var_q, var_r, ruin_open,
-                        ev_frac, ev_before, ev_trough, ev_jump, knot, asset, signed, quantity,
-                        entry, floors, rates, cums, entry_rule, entry_mm,
-                    )  # fmt: skip
-                    for ev in range(first, e if ruin_open else first):  # equity at troughs
-                        equity = 0.0 + w
-                        for k in range(n_positions):
-                            a = asset[k]
-                            trough = math.exp(ev_before[a, ev] + ev_trough[a, ev])
-                            equity += signed[k] * (trough - entry[k])
-                        lowest = min(lowest, equity)
-                if ruin_open and (lr != 0.0 or lq != 0.0):
-                    ruin_plain += lr
-                    nested = lr - lq
-                    if math.isnan(nested) or nested > 0.0:
-                        nested = 0.0
-                    ruin_nested += nested
-                if lq != 0.0:
-                    liquidated_by += math.exp(cumulative) * -math.expm1(lq)
-                    cumulative += lq
-                    if liq_step == steps and cumulative < log_u[i]:
-                        liq_step = step
-                    c = min(max(1.0 - liquidated_by, 0.0), 1.0)
-                    curve_sum[s] += c - c_previous
-                    curve_sq[s] += c * c - c_previous * c_previous
-                    c_previous = c
-                    if cumulative == -np.inf:  # nothing later can change
-                        certain = True
-                        break
-                if liq_step == steps:  # equity at grid point s, still open
-                    if s < steps:
-                        equity = wallet[i, epoch[s]]
-                        for k in range(n_positions):
-                            equity += gain[row, k]
-                        lowest = min(lowest, equity)
-                    else:
-                        _, lowest = _cross_grid_equity(
-                            s, steps, i, wallet, paid, epoch, w, price, asset, signed, entry,
-                            quantity, taker_fee, lowest, final,
-                        )  # fmt: skip
-            if certain:
-                break
+                for ev in range(first, e if ruin_open else first):  # equity at troughs
+                    equity = 0.0 + w
+                    for k in range(n_positions):
+                        a = asset[k]
+                        trough = math.exp(ev_before[a, ev] + ev_trough[a, ev])
+                        equity += signed[k] * (trough - entry[k])
+                    lowest = min(lowest, equity)
+            if ruin_open and (lr != 0.0 or lq != 0.0):
+                ruin_plain += lr
+                nested = lr - lq
+                if math.isnan(nested) or nested > 0.0:
+                    nested = 0.0
+                ruin_nested += nested
+            if lq != 0.0:
+                liquidated_by += math.exp(cumulative) * -math.expm1(lq)
+                cumulative += lq
+                if liq_step == steps and cumulative < log_u[i]:
+                    liq_step = step
+                c = min(max(1.0 - liquidated_by, 0.0), 1.0)
+                curve_sum[step + 1] += c - c_previous
+                curve_sq[step + 1] += c * c - c_previous * c_previous
+                c_previous = c
+                if cumulative == -np.inf:  # nothing later can change
+                    break
+        # -- equity at the grid points while open (wallet of each point's epoch)
+        last = liq_step if liq_step < steps else steps - 1
+        for s in range(last + 1):
+            lowest = min(lowest, wallet[i, epoch[s]] + fixed_r + equity_sum[s])
+        if liq_step == steps:  # the horizon: close-out value and the last equity
+            _, lowest = _cross_grid_equity(
+                steps, steps, i, wallet, paid, epoch, wallet[i, epoch[steps - 1]], price, asset,
+                signed, entry, quantity, taker_fee, lowest, final,
+            )  # fmt: skip
         p_liq[i] = 1.0 - min(max(1.0 - liquidated_by, 0.0), 1.0)
         is_liquidated = liq_step < steps
         liquidated[i] = is_liquidated
@@ -768,6 +726,25 @@ def _cross(
             final[i] = left
             lowest = min(lowest, left)
         minimum[i] = lowest
+
+
+@njit(cache=True, nogil=True)
+def _accumulate(
+    x, alpha, signed, beta, eta, first, buffer_sum, equity_sum, bound_q, bound_r
+):  # pragma: no cover
+    """Add one position's linear parts at prices ``x`` to the screening sums (or set them)."""
+    if first:
+        for s in range(x.size):
+            buffer_sum[s] = alpha * x[s]
+            equity_sum[s] = signed * x[s]
+            bound_q[s] = beta * x[s]
+            bound_r[s] = eta * x[s]
+    else:
+        for s in range(x.size):
+            buffer_sum[s] += alpha * x[s]
+            equity_sum[s] += signed * x[s]
+            bound_q[s] += beta * x[s]
+            bound_r[s] += eta * x[s]
 
 
 @njit(cache=True, nogil=True)
@@ -934,7 +911,6 @@ def cross_scan(
         _c64(wallet),
         _c64(paid),
         _i64(epoch),
-        *_segments(epoch),
         _i64(offset),
         _i64(step),
         _c64(frac),
