@@ -235,6 +235,19 @@ def _isolated(
             a = asset[k]
             d = sign[k]
             c = cutoff[a]
+            # the whole path far from the most adverse barrier of any epoch? (common case)
+            adverse = np.nan
+            for j in range(log_liq.shape[2]):
+                lb = log_liq[k, i, j]
+                if not (d * (lb - adverse) <= 0.0):  # further in, or the first one
+                    adverse = lb if lb == lb else adverse
+            if adverse != adverse:
+                continue  # no barrier in any epoch
+            x = log_price[a, i]
+            extreme = _smallest(x, 0, steps + 1) if d > 0 else _largest(x, 0, steps + 1)
+            gap = d * (extreme - adverse)
+            if gap > 0.0 and 2.0 * gap * gap > c:
+                continue  # every step's ends are at least ``gap`` away: survives for certain
             for s in range(steps):
                 lb = log_liq[k, i, epoch[s]]
                 d0 = d * (log_price[a, i, s] - lb)
