@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
+from margin_sim._allocator import keep_freed_memory
 from margin_sim.errors import GridError
 
 __all__ = ["EXECUTORS", "PointRunner", "open_executor"]
@@ -107,7 +108,9 @@ def _process_pool(workers: int) -> cf.ProcessPoolExecutor:
         context.set_forkserver_preload(_WORKER_PRELOAD)
     else:  # pragma: no cover - Windows and macOS without forkserver
         context = multiprocessing.get_context("spawn")
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    return cf.ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=keep_freed_memory
+    )
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from typing import Any
 
@@ -25,8 +26,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=1,
-        help="worker processes (same numbers for any count; default 1)",
+        default=None,
+        help="worker processes (same numbers for any count; default: one per CPU)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -53,12 +54,15 @@ def _run(args: argparse.Namespace) -> int:
             raise ScenarioError("--seed", f"must be a non-negative integer, got {args.seed}")
         overrides.append(f"seed={args.seed}")
     scenario = load_scenario(args.scenario, overrides)
+    workers = (os.cpu_count() or 1) if args.workers is None else args.workers
+    if workers < 1:
+        raise ScenarioError("--workers", f"must be at least 1, got {workers}")
     # imported after validation so that bad input is reported before any numerics load
+    from margin_sim._allocator import keep_freed_memory
     from margin_sim.engine import simulate
 
-    result = simulate(
-        scenario, progress=not args.no_progress and not args.json, workers=args.workers
-    )
+    keep_freed_memory()  # this process is ours: reuse freed chunk memory
+    result = simulate(scenario, progress=not args.no_progress and not args.json, workers=workers)
     summary = result.summary()
     if args.json:
         payload = {
