@@ -398,11 +398,17 @@ class ExchangeRules:
                 # with k (by (floor_k - floor_{k-1})(1 -/+ r_{k-1}) > 0), so the count is a
                 # binary search per element, no (elements x tiers) array.
                 value = quantity_ * entry
-                count = np.where(
-                    sign_ > 0,
-                    np.searchsorted(table.long_floor_levels, value - margin_, side="right"),
-                    np.searchsorted(table.short_floor_levels, margin_ + value, side="right"),
-                )
+                longs = sign_ > 0
+                if longs.all():  # one side only (the usual call): one search, not two
+                    count = np.searchsorted(table.long_floor_levels, value - margin_, "right")
+                elif not longs.any():
+                    count = np.searchsorted(table.short_floor_levels, margin_ + value, "right")
+                else:
+                    count = np.where(
+                        longs,
+                        np.searchsorted(table.long_floor_levels, value - margin_, side="right"),
+                        np.searchsorted(table.short_floor_levels, margin_ + value, side="right"),
+                    )
                 k = np.maximum(count - 1, 0)
                 rate, cum = table.rates[k], table.cums[k]
                 price = (margin_ + cum - sign_ * quantity_ * entry) / (quantity_ * (rate - sign_))
