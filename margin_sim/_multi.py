@@ -2,10 +2,20 @@
 
 The general code of :mod:`margin_sim.engine` evaluates a book of several positions with a
 dozen passes over (paths x steps) arrays per mode. For the commonest multi-position books
-(no stop-loss anywhere) this module does the same computation in one pass per path, with the
-same formulas in the same order, so it gives the same numbers;
-``tests/test_multi.py`` compares it with the general code path by path
-(``engine.FAST_MULTI_POSITION = False`` switches it off).
+(no stop-loss anywhere) this module does the same computation path by path in compiled code,
+so it gives the same numbers; ``tests/test_multi.py`` compares it with the general code path
+by path (``engine.FAST_MULTI_POSITION = False`` switches it off).
+
+Most steps of most paths are far from every barrier: there the bridge formula is cut to
+"survives for certain" (:data:`margin_sim._kernels.NEGLIGIBLE_EXPONENT`). A first pass over
+each path finds those steps from conservative bounds (vectorisable loops: for the cross
+buffer, its value as if every position were in its first maintenance tier, minus a rounding
+allowance, against ``sum |slope_k| sd_k``, which bounds the standard deviation because
+``|C_ab| <= sd_a sd_b``); a skipped step is one where the exact formula would give exactly
+survival 1, so the probabilities and the sampled events are those of the general code. Only
+the remaining steps (near a barrier, or holding events) go through the formulas one by one.
+Equity minima come from the same sums (equal to the general code's up to rounding, ~1e-15
+relative).
 
 * :func:`isolated_scan`: every position liquidates on its own barrier (its log mark price at
   its liquidation price, per funding epoch); "any position liquidated" combines them per step
@@ -447,14 +457,6 @@ def _maintenance(k, notional, floors, rates, cums, entry_rule, entry_mm):  # pra
         tier += 1
     rate = rates[k, tier]
     return notional * rate - cums[k, tier], rate
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _no_cross(b0, b1, variance, bound):  # pragma: no cover
-    """:func:`log_no_cross` with cutoff, deciding far steps from ``bound >= variance`` alone."""
-    if b0 > 0.0 and b1 > 0.0 and 2.0 * b0 * b1 > NEGLIGIBLE_EXPONENT * bound:
-        return 0.0
-    return log_no_cross(b0, b1, variance, True)
 
 
 @njit(cache=True, nogil=True, inline="always")

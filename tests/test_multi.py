@@ -47,6 +47,17 @@ CASES = {
     "bybit": ("hedge", {"exchange": "bybit", "account.positions.1.leverage": 20}),
     "okx-daily": ("hedge", {"exchange": "okx", "step": "1d", "account.positions.0.leverage": 20}),
     "auto-add": ("hedge", {"account.positions.0.auto_add_margin": True}),
+    "high-tiers": (
+        "hedge",
+        {
+            "account.balance": 760000,
+            "account.positions.0.margin": 400000,
+            "account.positions.0.leverage": 10,
+            "account.positions.1.margin": 300000,
+            "account.positions.1.leverage": 12,
+            "ruin.equity_fraction": 0.5,
+        },
+    ),
     "cross-liquidation-above-ruin": (
         "hedge",
         {
