@@ -45,6 +45,7 @@ uniform within its step.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import math
@@ -78,8 +79,17 @@ from margin_sim.exchange import ExchangeRules
 from margin_sim.market import BLOCK_PATHS, PathChunk, simulate_paths
 from margin_sim.metrics import ChunkOutcome, SimulationResult
 from margin_sim.scenario import Scenario
+from margin_sim.streaming import StreamedOutcomes
 
-__all__ = ["SimulationResult", "evaluate_chunk", "simulate"]
+__all__ = ["KEEP_PATHS_LIMIT", "SimulationResult", "evaluate_chunk", "simulate"]
+
+#: Largest run whose per-path results :func:`simulate` keeps by default (about 100 bytes per
+#: path with two modes, so 200 MB); larger runs stream them into running totals.
+KEEP_PATHS_LIMIT = 2_000_000
+
+#: Most paths one worker task evaluates before handing its chunks back, so that neither a
+#: worker nor the parent holds more than a few tasks' outcomes whatever the path count.
+_TASK_PATHS = 262_144
 
 # counter_rng slots: one independent stream per use
 _SLOT_FUNDING = 1
@@ -1218,33 +1228,40 @@ def _parallel_outcomes(
     """Chunks evaluated in worker processes, yielded in path order.
 
     The chunks are dealt out in contiguous runs (about four per worker, so that a slow one
-    does not hold the others up), each run set up once in its worker.
+    does not hold the others up, and at most :data:`_TASK_PATHS` paths each), each run set up
+    once in its worker. At most two runs per worker are in flight, so the outcomes waiting in
+    this process stay bounded whatever the path count.
     """
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import Future, ProcessPoolExecutor
 
     chunk_paths = -(-chunk_paths // BLOCK_PATHS) * BLOCK_PATHS
     n_chunks = -(-paths // chunk_paths)
-    per_task = max(1, -(-n_chunks // (4 * workers)))
-    starts = range(0, paths, per_task * chunk_paths)
+    per_task = max(1, min(-(-n_chunks // (4 * workers)), _TASK_PATHS // chunk_paths))
+    starts = iter(range(0, paths, per_task * chunk_paths))
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=keep_freed_memory
     ) as pool:
-        futures = [
-            pool.submit(
-                _evaluate_range,
-                scenario,
-                start,
-                min(per_task * chunk_paths, paths - start),
-                seed,
-                chunk_paths,
-            )
-            for start in starts
-        ]
-        for future in futures:
-            yield from future.result()
+        pending: collections.deque[Future[list[dict[str, ChunkOutcome]]]] = collections.deque()
+
+        def submit_next() -> None:
+            start = next(starts, None)
+            if start is not None:
+                length = min(per_task * chunk_paths, paths - start)
+                pending.append(
+                    pool.submit(_evaluate_range, scenario, start, length, seed, chunk_paths)
+                )
+
+        for _ in range(2 * workers):
+            submit_next()
+        while pending:
+            done = pending.popleft().result()
+            submit_next()
+            done.reverse()  # hand the chunks on in path order, dropping each one
+            while done:
+                yield done.pop()
 
 
 def simulate(
@@ -1255,6 +1272,7 @@ def simulate(
     progress: bool = True,
     chunk_paths: int | None = None,
     workers: int = 1,
+    keep_paths: bool | None = None,
 ) -> SimulationResult:
     """Simulate a scenario in every margin mode on the same paths.
 
@@ -1271,11 +1289,22 @@ def simulate(
     workers : int
         Worker processes evaluating chunks in parallel (1: in this process). The numbers do
         not depend on it.
+    keep_paths : bool, optional
+        Keep the per-path results (``result.per_path``; about 100 bytes per path with two
+        modes, so memory grows with ``paths``) or stream them: fold every chunk into running
+        totals and drop it, so that memory does not depend on ``paths``
+        (:mod:`margin_sim.streaming`). None (default): keep them for runs of at most
+        :data:`KEEP_PATHS_LIMIT` paths, stream larger ones. A streamed run has the same
+        ``summary()`` means and standard errors (to rounding), ``difference()`` and
+        ``survival()``; its ``var_95``, ``cvar_95`` and ``median_hours_to_liquidation`` come
+        from a quantile sketch with relative accuracy 1e-4 (:mod:`margin_sim.sketch`), and
+        ``per_path`` raises :class:`~margin_sim.metrics.PathsNotKeptError`.
 
     Returns
     -------
     SimulationResult
-        ``summary()``, ``per_path``, ``difference()``, ``survival(mode)``.
+        ``summary()``, ``per_path`` (kept runs), ``difference()``, ``survival(mode)``,
+        ``report()``.
 
     Examples
     --------
@@ -1283,6 +1312,8 @@ def simulate(
     >>> s = ms.load_scenario("params/scenarios/baseline.yaml", {"paths": 500, "horizon": "1d"})
     >>> ms.simulate(s, progress=False).summary().index.tolist()
     ['isolated', 'cross']
+    >>> ms.simulate(s, progress=False, keep_paths=False).paths_kept
+    False
     """
     paths = scenario.paths if paths is None else int(paths)
     seed = scenario.seed if seed is None else int(seed)
@@ -1291,6 +1322,7 @@ def simulate(
         raise ScenarioError("paths", f"must be a positive number of paths, got {paths}")
     if workers < 1:
         raise ScenarioError("workers", f"must be at least 1, got {workers}")
+    keep = paths <= KEEP_PATHS_LIMIT if keep_paths is None else bool(keep_paths)
     n_chunks = -(-paths // (-(-chunk_paths // BLOCK_PATHS) * BLOCK_PATHS))
     if workers > 1 and n_chunks > 1:
         results: Iterator[dict[str, ChunkOutcome]] = _parallel_outcomes(
@@ -1307,6 +1339,22 @@ def simulate(
         from tqdm.auto import tqdm
 
         results = tqdm(results, total=n_chunks, unit="chunk", desc=scenario.name, leave=False)
+    if not keep:
+        stream = StreamedOutcomes(scenario.modes, scenario.account.balance)
+        for by_mode in results:
+            stream.add(by_mode)
+        why = (
+            "keep_paths=False"
+            if keep_paths is not None
+            else f"keep_paths=None streams runs of more than {KEEP_PATHS_LIMIT:,} paths"
+        )
+        reason = (
+            f"per_path: not kept for this run of {paths:,} paths ({why}); pass keep_paths=True"
+            " to simulate() to keep them (~100 bytes per path)"
+        )
+        return SimulationResult.from_stream(
+            scenario, paths=paths, seed=seed, stream=stream, reason=reason
+        )
     outcomes: dict[str, list[ChunkOutcome]] = {mode: [] for mode in scenario.modes}
     for by_mode in results:
         for mode, outcome in by_mode.items():

@@ -8,16 +8,24 @@ sqrt(paths). Isolated-minus-cross differences are computed path by path on the s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from margin_sim._typing import FloatArray, IntArray
+from margin_sim.errors import MarginSimError
 from margin_sim.scenario import Scenario
+from margin_sim.streaming import StreamedOutcomes
 
-__all__ = ["SUMMARY_COLUMNS", "ChunkOutcome", "SimulationResult", "value_at_risk"]
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "ChunkOutcome",
+    "PathsNotKeptError",
+    "SimulationResult",
+    "value_at_risk",
+]
 
 #: Columns of :meth:`SimulationResult.summary`, in order (DESIGN.md section 6 and more).
 SUMMARY_COLUMNS = (
@@ -92,6 +100,13 @@ class ChunkOutcome:
             raise ValueError("give no_liquidation_by or both survival sums")
 
 
+class PathsNotKeptError(MarginSimError, AttributeError):
+    """``SimulationResult.per_path`` of a run whose per-path results were not kept.
+
+    An :class:`AttributeError` too, so ``hasattr(result, "per_path")`` is False for such runs.
+    """
+
+
 def value_at_risk(losses: FloatArray, level: float = 0.95) -> tuple[float, float]:
     """Value at risk and conditional value at risk (expected shortfall) of losses.
 
@@ -109,8 +124,9 @@ def value_at_risk(losses: FloatArray, level: float = 0.95) -> tuple[float, float
 
     Examples
     --------
-    >>> value_at_risk(np.arange(100.0), 0.95)
-    (94.05, 96.99999999999999)
+    >>> var, cvar = value_at_risk(np.arange(100.0), 0.95)
+    >>> round(var, 9), round(cvar, 9)
+    (94.05, 97.0)
     """
     losses = np.asarray(losses, float)
     if losses.size == 0:
@@ -133,20 +149,32 @@ def _mean_se(values: FloatArray) -> tuple[float, float]:
 class SimulationResult:
     """What :func:`margin_sim.simulate` returns.
 
+    A run either keeps its per-path results (``per_path``; summaries computed from them, with
+    exact quantiles) or streams them (:class:`margin_sim.streaming.StreamedOutcomes`: every
+    chunk folded into running totals and dropped, memory independent of the path count;
+    means and standard errors as exact as for a kept run, VaR, CVaR and the median hours to
+    liquidation from a quantile sketch with relative accuracy 1e-4). ``summary()``,
+    ``difference()``, ``survival()`` and ``report()`` work for both.
+
     Attributes
     ----------
     scenario : Scenario
     paths, seed : int
     per_path : pandas.DataFrame
         One row per (path, mode): ``path, mode, p_liquidation, p_ruin, liquidated,
-        hours_to_liquidation, final_equity, min_equity``.
+        hours_to_liquidation, final_equity, min_equity`` (about 100 bytes per path with two
+        modes). A streamed run raises :class:`PathsNotKeptError` instead.
+    paths_kept : bool
+        Whether ``per_path`` is available.
     """
 
     scenario: Scenario
     paths: int
     seed: int
-    per_path: pd.DataFrame
-    _survival: dict[str, tuple[FloatArray, FloatArray]]
+    _per_path: pd.DataFrame | None = field(repr=False)
+    _survival: dict[str, tuple[FloatArray, FloatArray]] = field(repr=False)
+    _streamed: StreamedOutcomes | None = field(default=None, repr=False)
+    _not_kept: str = field(default="", repr=False)
 
     @classmethod
     def from_outcomes(
@@ -157,7 +185,7 @@ class SimulationResult:
         seed: int,
         outcomes: dict[str, list[ChunkOutcome]],
     ) -> SimulationResult:
-        """Assemble a result from the chunks of every mode."""
+        """Assemble a result that keeps its per-path table from the chunks of every mode."""
         modes = list(outcomes)
         columns: dict[str, Any] = {
             "path": np.concatenate([c.path_index for m in modes for c in outcomes[m]]),
@@ -176,7 +204,59 @@ class SimulationResult:
             )
             for m in modes
         }
-        return cls(scenario=scenario, paths=paths, seed=seed, per_path=per_path, _survival=survival)
+        return cls(
+            scenario=scenario, paths=paths, seed=seed, _per_path=per_path, _survival=survival
+        )
+
+    @classmethod
+    def from_stream(
+        cls,
+        scenario: Scenario,
+        *,
+        paths: int,
+        seed: int,
+        stream: StreamedOutcomes,
+        reason: str,
+    ) -> SimulationResult:
+        """A result of a streamed run: summaries from the running totals, no per-path table.
+
+        Parameters
+        ----------
+        stream : StreamedOutcomes
+            Fed every chunk of the run; :meth:`~StreamedOutcomes.finish` is called here.
+        reason : str
+            The one-line message ``per_path`` raises.
+        """
+        stream.finish()
+        if stream.paths != paths:
+            raise ValueError(f"the stream holds {stream.paths} paths, expected {paths}")
+        return cls(
+            scenario=scenario,
+            paths=paths,
+            seed=seed,
+            _per_path=None,
+            _survival=dict(stream.survival),
+            _streamed=stream,
+            _not_kept=reason,
+        )
+
+    @property
+    def per_path(self) -> pd.DataFrame:
+        """The per-path table (see the class docstring).
+
+        Raises
+        ------
+        PathsNotKeptError
+            If the run streamed its results (``simulate(..., keep_paths=False)``).
+        """
+        if self._per_path is None:
+            raise PathsNotKeptError(self._not_kept or "per_path: not kept for this run")
+        return self._per_path
+
+    @property
+    def paths_kept(self) -> bool:
+        """Whether :attr:`per_path` is available (False for a streamed run)."""
+        return self._per_path is not None
 
     @property
     def modes(self) -> list[str]:
@@ -188,37 +268,43 @@ class SimulationResult:
             raise KeyError(f"mode {mode!r} was not simulated (modes: {self.modes})")
         return self.per_path[self.per_path["mode"] == mode]
 
+    def _summary_row(self, mode: str) -> dict[str, float]:
+        if self._streamed is not None:
+            return self._streamed.summary_row(mode)
+        balance = self.scenario.account.balance
+        frame = self._mode(mode)
+        p_ruin, p_ruin_se = _mean_se(frame["p_ruin"].to_numpy())
+        p_liq, p_liq_se = _mean_se(frame["p_liquidation"].to_numpy())
+        final = frame["final_equity"].to_numpy()
+        equity, equity_se = _mean_se(final)
+        var, cvar = value_at_risk(balance - final, 0.95)
+        hours = frame["hours_to_liquidation"].to_numpy()
+        hours = hours[np.isfinite(hours)]
+        return {
+            "ruin_probability": p_ruin,
+            "ruin_probability_se": p_ruin_se,
+            "liquidation_probability": p_liq,
+            "liquidation_probability_se": p_liq_se,
+            "expected_final_equity": equity,
+            "expected_final_equity_se": equity_se,
+            "expected_loss": balance - equity,
+            "var_95": var,
+            "cvar_95": cvar,
+            "median_hours_to_liquidation": float(np.median(hours)) if hours.size else np.nan,
+            "liquidated_fraction": float(frame["liquidated"].mean()),
+            "min_equity_mean": float(frame["min_equity"].mean()),
+        }
+
     def summary(self) -> pd.DataFrame:
         """One row per mode with the fields of DESIGN.md section 6 (and a few more).
 
         Probabilities are fractions; equity, losses, VaR and CVaR are quote currency for the
-        whole account (loss = starting balance - final equity); hours are hours.
+        whole account (loss = starting balance - final equity); hours are hours. For a
+        streamed run ``var_95``, ``cvar_95`` and ``median_hours_to_liquidation`` come from a
+        quantile sketch (relative accuracy 1e-4), everything else is computed as exactly as
+        for a kept run.
         """
-        balance = self.scenario.account.balance
-        rows = {}
-        for mode in self.modes:
-            frame = self._mode(mode)
-            p_ruin, p_ruin_se = _mean_se(frame["p_ruin"].to_numpy())
-            p_liq, p_liq_se = _mean_se(frame["p_liquidation"].to_numpy())
-            final = frame["final_equity"].to_numpy()
-            equity, equity_se = _mean_se(final)
-            var, cvar = value_at_risk(balance - final, 0.95)
-            hours = frame["hours_to_liquidation"].to_numpy()
-            hours = hours[np.isfinite(hours)]
-            rows[mode] = {
-                "ruin_probability": p_ruin,
-                "ruin_probability_se": p_ruin_se,
-                "liquidation_probability": p_liq,
-                "liquidation_probability_se": p_liq_se,
-                "expected_final_equity": equity,
-                "expected_final_equity_se": equity_se,
-                "expected_loss": balance - equity,
-                "var_95": var,
-                "cvar_95": cvar,
-                "median_hours_to_liquidation": float(np.median(hours)) if hours.size else np.nan,
-                "liquidated_fraction": float(frame["liquidated"].mean()),
-                "min_equity_mean": float(frame["min_equity"].mean()),
-            }
+        rows = {mode: self._summary_row(mode) for mode in self.modes}
         table = pd.DataFrame.from_dict(rows, orient="index")[list(SUMMARY_COLUMNS)]
         table.index.name = "mode"
         return table
@@ -238,6 +324,15 @@ class SimulationResult:
         KeyError
             If either mode was not simulated.
         """
+        if self._streamed is not None:
+            rows = self._streamed.difference_rows()
+        else:
+            rows = self._kept_difference()
+        table = pd.DataFrame.from_dict(rows, orient="index")
+        table.index.name = "metric"
+        return table
+
+    def _kept_difference(self) -> dict[str, dict[str, float]]:
         isolated = self._mode("isolated").sort_values("path")
         cross = self._mode("cross").sort_values("path")
         rows = {}
@@ -257,9 +352,7 @@ class SimulationResult:
                 "se": se,
                 "z": diff / se if se and np.isfinite(se) and se > 0 else np.nan,
             }
-        table = pd.DataFrame.from_dict(rows, orient="index")
-        table.index.name = "metric"
-        return table
+        return rows
 
     def survival(self, mode: str) -> pd.DataFrame:
         """Probability of not yet being liquidated at every grid time, with its standard error.
@@ -319,6 +412,12 @@ class SimulationResult:
             f"ruin = equity <= {100 * s.ruin.equity_fraction:g}% of the {s.account.balance:,.0f}"
             " balance at any time; ± is one standard error"
         )
+        if self._streamed is not None:
+            accuracy = _accuracy(self._streamed.relative_accuracy)
+            lines.append(
+                "per-path results not kept (streamed run): VaR, CVaR and the median are from a"
+                f" quantile sketch with relative accuracy {accuracy}"
+            )
         if {"isolated", "cross"} <= set(table.index):
             diff = self.difference()
             d = diff.loc["ruin_probability"]
@@ -328,3 +427,9 @@ class SimulationResult:
                 f" ± {100 * diff.loc['liquidation_probability', 'se']:.3f}% (paired)"
             )
         return "\n".join(lines)
+
+
+def _accuracy(value: float) -> str:
+    """``1e-4`` rather than ``0.0001`` or ``1e-04``."""
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
