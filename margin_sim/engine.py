@@ -89,7 +89,7 @@ KEEP_PATHS_LIMIT = 2_000_000
 
 #: Most paths one worker task evaluates before handing its chunks back, so that neither a
 #: worker nor the parent holds more than a few tasks' outcomes whatever the path count.
-_TASK_PATHS = 262_144
+_TASK_PATHS = 131_072
 
 # counter_rng slots: one independent stream per use
 _SLOT_FUNDING = 1
