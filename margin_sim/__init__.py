@@ -29,6 +29,8 @@ _ENTRY_POINTS = {
     "maintenance_margin": "margin_sim.exchange",
     "simulate": "margin_sim.engine",
     "SimulationResult": "margin_sim.engine",
+    "KEEP_PATHS_LIMIT": "margin_sim.engine",
+    "PathsNotKeptError": "margin_sim.metrics",
     "run_grid": "margin_sim.grid",
     "load_grid": "margin_sim.grid",
     "run_report": "margin_sim.notebooks",
