@@ -44,9 +44,7 @@ def _cpu_seconds() -> float:
     return total
 
 
-def measure(
-    tool: str, workload: str, paths: int, seed: int, workers: int = 1
-) -> dict[str, Any]:
+def measure(tool: str, workload: str, paths: int, seed: int, workers: int = 1) -> dict[str, Any]:
     """Run ``tool`` on ``workload`` with ``paths`` paths; see the module docstring.
 
     ``workers`` worker processes for the engine (the others run in one process).

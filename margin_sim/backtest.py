@@ -60,9 +60,7 @@ def _seconds(value: str | float) -> float:
     return parse_duration(value) if isinstance(value, str) else float(value)
 
 
-def wilson_interval(
-    successes: Any, trials: Any, z: float = 1.96
-) -> tuple[np.ndarray, np.ndarray]:
+def wilson_interval(successes: Any, trials: Any, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval of a binomial proportion (Wilson 1927), vectorised.
 
     Parameters
@@ -218,7 +216,10 @@ def _gbm_probability(
     vol = float(np.std(returns.to_numpy(), ddof=1)) / math.sqrt(bar_seconds / SECONDS_PER_YEAR)
     return float(
         gbm_first_passage(
-            ratio, vol, horizon / SECONDS_PER_YEAR, 0.0,
+            ratio,
+            vol,
+            horizon / SECONDS_PER_YEAR,
+            0.0,
             direction="down" if side == "long" else "up",
         )
     )
@@ -262,11 +263,18 @@ class BacktestResult:
             climatology = brier_score(np.full(y.size, y.mean()), y) if y.size else math.nan
             for variant in self.variants:
                 p = group[f"p_{variant}"].to_numpy()
-                rows.append({
-                    "side": side, "leverage": lev, "variant": variant, "n": y.size,
-                    "brier": brier_score(p, y), "brier_climatology": climatology,
-                    "mean_predicted": float(p.mean()), "realised": float(y.mean()),
-                })
+                rows.append(
+                    {
+                        "side": side,
+                        "leverage": lev,
+                        "variant": variant,
+                        "n": y.size,
+                        "brier": brier_score(p, y),
+                        "brier_climatology": climatology,
+                        "mean_predicted": float(p.mean()),
+                        "realised": float(y.mean()),
+                    }
+                )
         return pd.DataFrame(rows)
 
     def reliability(self, variant: str = "full") -> pd.DataFrame:
@@ -307,11 +315,16 @@ def reliability_table(
             continue
         k = float(y[mask].sum())
         lo, hi = wilson_interval(k / overlap, n / overlap)
-        rows.append({
-            "bucket": f"[{edges[b]:g}, {edges[b + 1]:g})", "n": n,
-            "mean_predicted": float(p[mask].mean()), "realised": k / n,
-            "realised_low": float(lo), "realised_high": float(hi),
-        })
+        rows.append(
+            {
+                "bucket": f"[{edges[b]:g}, {edges[b + 1]:g})",
+                "n": n,
+                "mean_predicted": float(p[mask].mean()),
+                "realised": k / n,
+                "realised_low": float(lo),
+                "realised_high": float(hi),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -392,8 +405,14 @@ def run_backtest(
     exchange_map = _exchange_mapping(exchange)
     realised = {
         (side, float(lev)): realised_liquidations(
-            candles, asset=asset, side=side, leverage=lev, horizon=horizon_s,
-            entry_every=entry_every, margin=margin, exchange=exchange_map,
+            candles,
+            asset=asset,
+            side=side,
+            leverage=lev,
+            horizon=horizon_s,
+            entry_every=entry_every,
+            margin=margin,
+            exchange=exchange_map,
         )
         for side in sides
         for lev in leverages
@@ -405,7 +424,11 @@ def run_backtest(
         window_start = None if history_td is None else refit_time - history_td
         fit_data = candles.slice(window_start, refit_time)
         calibration = calibrate_asset(
-            fit_data, name=asset, bar=bar, jumps=jumps, start=previous  # type: ignore[arg-type]
+            fit_data,
+            name=asset,
+            bar=bar,
+            jumps=jumps,
+            start=previous,  # type: ignore[arg-type]
         )
         previous = calibration.fit
         est = calibration.estimates().set_index("parameter")["estimate"].to_dict()
@@ -422,14 +445,25 @@ def run_backtest(
             for variant in variants:
                 if variant == "gbm":
                     prob = _gbm_probability(
-                        calibration.returns, calibration.bar_seconds, ratio=ratio, side=side,
+                        calibration.returns,
+                        calibration.bar_seconds,
+                        ratio=ratio,
+                        side=side,
                         horizon=horizon_s,
                     )
                 else:
                     prob = _model_probability(
-                        calibration, variant, asset=asset, side=side, leverage=lev,
-                        horizon=horizon_s, step=step_s, margin=margin, exchange=exchange_map,
-                        paths=paths, seed=seed,
+                        calibration,
+                        variant,
+                        asset=asset,
+                        side=side,
+                        leverage=lev,
+                        horizon=horizon_s,
+                        step=step_s,
+                        margin=margin,
+                        exchange=exchange_map,
+                        paths=paths,
+                        seed=seed,
                     )
                 out[f"p_{variant}"] = prob
             frames.append(out)

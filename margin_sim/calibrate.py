@@ -142,8 +142,12 @@ class AssetCalibration:
             rows += [
                 ("wicks.per_year", w.per_year, w.per_year_se, "per year"),
                 ("wicks.depth_mean", w.depth_mean, w.depth_mean_se, "fraction"),
-                ("wicks.depth_excess_mean", w.depth_excess_mean, w.depth_excess_mean_se,
-                 "fraction beyond min_depth"),
+                (
+                    "wicks.depth_excess_mean",
+                    w.depth_excess_mean,
+                    w.depth_excess_mean_se,
+                    "fraction beyond min_depth",
+                ),
                 ("wicks.recovery", w.recovery, w.recovery_se, "fraction"),
                 ("wicks.count", float(w.count), math.nan, "events"),
             ]
@@ -328,8 +332,13 @@ class Calibration:
         """Every estimate with its standard error: ``asset, parameter, estimate, se, unit``."""
         frames = [cal.estimates() for cal in self.assets.values()]
         rows = [
-            {"asset": pair, "parameter": "correlation", "estimate": rho, "se": se,
-             "unit": f"{n} aligned returns"}
+            {
+                "asset": pair,
+                "parameter": "correlation",
+                "estimate": rho,
+                "se": se,
+                "unit": f"{n} aligned returns",
+            }
             for pair, (rho, se, n) in self.correlations.items()
         ]
         if rows:
@@ -428,8 +437,10 @@ def write_market_yaml(calibration: Calibration, path: str | Path, **options: Any
     path = Path(path)
     header = ["# Market block calibrated by `margin-sim calibrate` (estimates ± SE below)."]
     header += [f"#   {line}" for line in calibration.describe().splitlines()]
-    text = "\n".join(header) + "\n" + yaml.safe_dump(
-        {"market": calibration.market(**options)}, sort_keys=False
+    text = (
+        "\n".join(header)
+        + "\n"
+        + yaml.safe_dump({"market": calibration.market(**options)}, sort_keys=False)
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

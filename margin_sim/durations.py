@@ -48,9 +48,7 @@ def parse_duration(text: object) -> float:
     168.0
     """
     if isinstance(text, bool) or not isinstance(text, str):
-        raise ValueError(
-            f"duration {text!r} needs a unit, e.g. '90s', '15min', '1h', '7d'"
-        )
+        raise ValueError(f"duration {text!r} needs a unit, e.g. '90s', '15min', '1h', '7d'")
     match = _PATTERN.match(text)
     if match is None or match.group(2).lower() not in _UNITS:
         raise ValueError(f"cannot read duration {text!r}: use e.g. '90s', '15min', '1h', '7d'")

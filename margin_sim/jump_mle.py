@@ -327,12 +327,23 @@ def _unpack(model: str, u: FloatArray, scale: float) -> FloatArray:
         return np.array([u[0] * scale, math.exp(u[1]) * scale])
     if model == "merton":
         return np.array(
-            [u[0] * scale, math.exp(u[1]) * scale, math.exp(u[2]), u[3] * scale,
-             math.exp(u[4]) * scale]
+            [
+                u[0] * scale,
+                math.exp(u[1]) * scale,
+                math.exp(u[2]),
+                u[3] * scale,
+                math.exp(u[4]) * scale,
+            ]
         )
     return np.array(
-        [u[0] * scale, math.exp(u[1]) * scale, math.exp(u[2]), special.expit(u[3]),
-         math.exp(u[4]) / scale, math.exp(u[5]) / scale]
+        [
+            u[0] * scale,
+            math.exp(u[1]) * scale,
+            math.exp(u[2]),
+            special.expit(u[3]),
+            math.exp(u[4]) / scale,
+            math.exp(u[5]) / scale,
+        ]
     )
 
 
@@ -344,11 +355,22 @@ def _pack(
     if model == "none":
         u = [t[0] / scale, math.log(t[1] / scale)]
     elif model == "merton":
-        u = [t[0] / scale, math.log(t[1] / scale), math.log(t[2]), t[3] / scale,
-             math.log(t[4] / scale)]
+        u = [
+            t[0] / scale,
+            math.log(t[1] / scale),
+            math.log(t[2]),
+            t[3] / scale,
+            math.log(t[4] / scale),
+        ]
     else:
-        u = [t[0] / scale, math.log(t[1] / scale), math.log(t[2]), special.logit(t[3]),
-             math.log(t[4] * scale), math.log(t[5] * scale)]
+        u = [
+            t[0] / scale,
+            math.log(t[1] / scale),
+            math.log(t[2]),
+            special.logit(t[3]),
+            math.log(t[4] * scale),
+            math.log(t[5] * scale),
+        ]
     lo = np.array([b[0] for b in bounds])
     hi = np.array([b[1] for b in bounds])
     return np.clip(np.array(u), lo + 1e-9, hi - 1e-9)
@@ -441,8 +463,14 @@ def fit_jump_diffusion(
             for lam, size in ((0.02, 3.0), (0.1, 2.0))
         ]
         eta1_lo = max(-6.0, math.log(scale) + 1e-6)  # up_mean = 1/eta1 < 1: E[e^J] finite
-        bounds = [(-50.0, 50.0), (-10.0, 5.0), (-18.0, lam_hi), (-8.0, 8.0), (eta1_lo, 8.0),
-                  (-6.0, 8.0)]
+        bounds = [
+            (-50.0, 50.0),
+            (-10.0, 5.0),
+            (-18.0, lam_hi),
+            (-8.0, 8.0),
+            (eta1_lo, 8.0),
+            (-6.0, 8.0),
+        ]
     else:
         raise DataError(f"jumps: unknown jump model {model!r} (use merton, kou or none)")
     if start is not None and start.model == model:
@@ -459,7 +487,10 @@ def fit_jump_diffusion(
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
         for start in starts:
             result = optimize.minimize(
-                objective, start, method="L-BFGS-B", bounds=bounds,
+                objective,
+                start,
+                method="L-BFGS-B",
+                bounds=bounds,
                 options={"maxiter": 2000, "ftol": 1e-12, "gtol": 1e-8},
             )
             if best is None or result.fun < best.fun:

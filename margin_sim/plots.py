@@ -669,7 +669,8 @@ def summary_table_figure(
         if name == "median_hours_to_liquidation":
             # no liquidation at all: say "none" (a number format would show a blank as 0.0)
             values[k] = [
-                "none" if v is None else format(v, fmt) for v in values[k]  # type: ignore[misc]
+                "none" if v is None else format(v, fmt)
+                for v in values[k]  # type: ignore[misc]
             ]
             formats[k] = None
     table = {

@@ -270,9 +270,7 @@ class Market(_Model):
     """
 
     assets: Annotated[dict[str, Asset], Field(min_length=1)]
-    correlation: dict[str, Annotated[float, Field(ge=-1.0, le=1.0)]] = Field(
-        default_factory=dict
-    )
+    correlation: dict[str, Annotated[float, Field(ge=-1.0, le=1.0)]] = Field(default_factory=dict)
     market_wicks: MarketWickSpec | None = None
 
     @field_validator("assets")
@@ -399,9 +397,7 @@ def _derive_cum(tiers: list[Tier], field: str) -> list[Tier]:
                     f"floor {tier.floor:g} must equal the previous tier's cap {previous.cap}",
                 )
             cum = cum + tier.floor * (tier.mmr - previous.mmr)
-            if tier.cum is not None and not math.isclose(
-                tier.cum, cum, rel_tol=1e-9, abs_tol=0.01
-            ):
+            if tier.cum is not None and not math.isclose(tier.cum, cum, rel_tol=1e-9, abs_tol=0.01):
                 raise ScenarioError(
                     f"{where}.cum",
                     f"{tier.cum:g} breaks the continuity of the maintenance margin "

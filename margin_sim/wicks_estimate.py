@@ -85,7 +85,8 @@ def detect_wicks(
     """
     frame = candles.frame
     seconds = (
-        parse_duration(recovery_window) if isinstance(recovery_window, str)
+        parse_duration(recovery_window)
+        if isinstance(recovery_window, str)
         else float(recovery_window)
     )
     w = max(1, round(seconds / candles.interval_seconds))
@@ -204,14 +205,32 @@ def estimate_wicks(
         Events less than one bar from a gap are still counted; halts were dropped on loading.
     """
     events = detect_wicks(
-        candles, direction=direction, z=z, min_depth=min_depth, min_recovery=min_recovery,
-        recovery_window=recovery_window, vol_window=vol_window,
+        candles,
+        direction=direction,
+        z=z,
+        min_depth=min_depth,
+        min_recovery=min_recovery,
+        recovery_window=recovery_window,
+        vol_window=vol_window,
     )
     years = len(candles.frame) * candles.interval_seconds / SECONDS_PER_YEAR
     n = len(events)
     if n == 0:
-        return WickEstimate(0, years, 0.0, math.nan, min_depth, math.nan, 0.0, math.nan, 0.0,
-                            1.0, math.nan, min_depth, events)
+        return WickEstimate(
+            0,
+            years,
+            0.0,
+            math.nan,
+            min_depth,
+            math.nan,
+            0.0,
+            math.nan,
+            0.0,
+            1.0,
+            math.nan,
+            min_depth,
+            events,
+        )
     depths = events["depth"].to_numpy()
     spread = float(np.std(depths, ddof=1)) if n > 1 else math.nan
     recov = events["recovery"].to_numpy()

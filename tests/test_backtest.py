@@ -44,8 +44,10 @@ def test_brier_and_reliability() -> None:
     p = rng.uniform(0, 0.6, 20000)
     y = rng.random(20000) < p
     table = reliability_table(p, y)
-    assert np.all((table["realised_low"] <= table["mean_predicted"])
-                  & (table["mean_predicted"] <= table["realised_high"]))
+    assert np.all(
+        (table["realised_low"] <= table["mean_predicted"])
+        & (table["mean_predicted"] <= table["realised_high"])
+    )
     assert brier_score(p, y) < brier_score(np.full_like(p, y.mean()), y)
 
 
@@ -54,12 +56,14 @@ def test_realised_liquidations_on_a_known_path() -> None:
     close = np.full(240, 100.0)
     low = close.copy()
     low[150] = 80.0  # a wick at 02:30
-    frame = pd.DataFrame({"open": close, "high": close, "low": low, "close": close,
-                          "volume": 1.0}, index=index)
+    frame = pd.DataFrame(
+        {"open": close, "high": close, "low": low, "close": close, "volume": 1.0}, index=index
+    )
     interval = pd.Timedelta(minutes=1)
     candles = Candles(frame, interval, _find_gaps(index, interval), index[:0], "x")
-    table = realised_liquidations(candles, asset="BTC", side="long", leverage=10,
-                                  horizon="1h", entry_every="1h")
+    table = realised_liquidations(
+        candles, asset="BTC", side="long", leverage=10, horizon="1h", entry_every="1h"
+    )
     rules = ExchangeRules(ExchangeSpec.model_validate(load_exchange("binance-usdm")))
     lp = float(rules.isolated_liquidation_price("BTC", 1, 100.0, 100.0, 1000.0))
     assert 80 < lp < 100
@@ -75,8 +79,15 @@ def test_short_real_backtest_end_to_end() -> None:
     candles = load_candles(MARKET / "BTCUSDT_spot_1m_20210420_20210520.csv.gz")
     candles = candles.slice("2021-05-10", "2021-05-21")
     result = run_backtest(
-        candles, asset="BTC", leverages=(20.0,), sides=("long",), horizon="12h",
-        refit_every="2d", history="5d", min_history="5d", paths=300,
+        candles,
+        asset="BTC",
+        leverages=(20.0,),
+        sides=("long",),
+        horizon="12h",
+        refit_every="2d",
+        history="5d",
+        min_history="5d",
+        paths=300,
         variants=("full", "diffusion", "gbm"),
     )
     records = result.records

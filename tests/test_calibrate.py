@@ -21,8 +21,16 @@ from margin_sim.wicks_estimate import estimate_wicks
 MARKET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "market"
 
 
-def _kou_returns(rng: np.random.Generator, n: int, mu: float, sigma: float, lam: float,
-                 p: float, eta1: float, eta2: float) -> np.ndarray:
+def _kou_returns(
+    rng: np.random.Generator,
+    n: int,
+    mu: float,
+    sigma: float,
+    lam: float,
+    p: float,
+    eta1: float,
+    eta2: float,
+) -> np.ndarray:
     counts = rng.poisson(lam, n)
     total = counts.sum()
     up = rng.random(total) < p
@@ -54,8 +62,11 @@ def test_kou_density_matches_numerical_convolution() -> None:
 
     for x in (-0.08, -0.01, 0.0, 0.03):
         oracle = integrate.quad(
-            lambda y, x=x: two_jump_pdf(y) * stats.norm.pdf(x - y, scale=sigma), -0.6, 0.6,
-            points=[x], limit=200,
+            lambda y, x=x: two_jump_pdf(y) * stats.norm.pdf(x - y, scale=sigma),
+            -0.6,
+            0.6,
+            points=[x],
+            limit=200,
         )[0]
         lam = 2.0
         # density with K=2 minus K=1 isolates the Poisson(2) term: w2 * f2(x)
@@ -72,7 +83,10 @@ def test_densities_integrate_to_one() -> None:
     ):
         total = integrate.quad(
             lambda x, f=logpdf, a=args: float(np.exp(f(np.array([x]), *a, max_jumps=6))[0]),
-            -1, 1, points=[0], limit=200,
+            -1,
+            1,
+            points=[0],
+            limit=200,
         )[0]
         assert math.isclose(total, 1.0, abs_tol=1e-6)
 
@@ -88,8 +102,12 @@ def test_merton_mle_recovers_parameters() -> None:
     rng = np.random.default_rng(11)
     n, truth = 8000, {"mu": 1e-4, "sigma": 0.005, "lam": 0.04, "m": -0.012, "s": 0.02}
     counts = rng.poisson(truth["lam"], n)
-    r = (truth["mu"] + truth["sigma"] * rng.standard_normal(n) + counts * truth["m"]
-         + np.sqrt(counts) * truth["s"] * rng.standard_normal(n))
+    r = (
+        truth["mu"]
+        + truth["sigma"] * rng.standard_normal(n)
+        + counts * truth["m"]
+        + np.sqrt(counts) * truth["s"] * rng.standard_normal(n)
+    )
     fit = fit_jump_diffusion(r, "merton", max_jumps=3)
     assert fit.converged
     _check_within(fit, truth)
@@ -105,8 +123,13 @@ def test_kou_mle_recovers_parameters() -> None:
 
 
 def _synthetic_minutes(
-    rng: np.random.Generator, days: int, vol: float, wicks_per_year: float, depth_mean: float,
-    recovery: float, start: str = "2024-01-01",
+    rng: np.random.Generator,
+    days: int,
+    vol: float,
+    wicks_per_year: float,
+    depth_mean: float,
+    recovery: float,
+    start: str = "2024-01-01",
 ) -> tuple[Candles, int]:
     """1m OHLC of a GBM with exact bridge extremes, plus wicks inserted inside bars."""
     n = days * 1440
@@ -132,8 +155,13 @@ def _synthetic_minutes(
     low[bars] = np.minimum(low[bars], log_open[bars] + np.log1p(-depth))
     index = pd.date_range(start, periods=n, freq="1min", tz="UTC", unit="ns")
     frame = pd.DataFrame(
-        {"open": np.exp(log_open), "high": np.exp(high), "low": np.exp(low),
-         "close": np.exp(log_close), "volume": 1.0},
+        {
+            "open": np.exp(log_open),
+            "high": np.exp(high),
+            "low": np.exp(low),
+            "close": np.exp(log_close),
+            "volume": 1.0,
+        },
         index=index,
     )
     interval = pd.Timedelta(minutes=1)
@@ -164,10 +192,18 @@ def test_correlation_recovered() -> None:
     out = []
     for column in range(2):
         close = 100 * np.exp(np.r_[0.0, np.cumsum(z[:, column])])
-        frame = pd.DataFrame({"open": close, "high": close, "low": close, "close": close,
-                              "volume": 1.0}, index=index)
-        out.append(Candles(frame, pd.Timedelta(hours=1), _find_gaps(index, pd.Timedelta(hours=1)),
-                           index[:0], f"a{column}"))
+        frame = pd.DataFrame(
+            {"open": close, "high": close, "low": close, "close": close, "volume": 1.0}, index=index
+        )
+        out.append(
+            Candles(
+                frame,
+                pd.Timedelta(hours=1),
+                _find_gaps(index, pd.Timedelta(hours=1)),
+                index[:0],
+                f"a{column}",
+            )
+        )
     estimate, se, used = return_correlation(out[0], out[1], bar="1h", clip_sigmas=math.inf)
     assert used == n and abs(estimate - rho) < 4 * se
 
@@ -180,8 +216,10 @@ needs_market = pytest.mark.skipif(not MARKET.is_dir(), reason=f"market data not 
 def test_real_market_block_validates_and_cli_writes_yaml(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    files = [MARKET / "BTCUSDT_spot_1m_20211111_20211211.csv.gz",
-             MARKET / "ETHUSDT_spot_1m_20211111_20211211.csv.gz"]
+    files = [
+        MARKET / "BTCUSDT_spot_1m_20211111_20211211.csv.gz",
+        MARKET / "ETHUSDT_spot_1m_20211111_20211211.csv.gz",
+    ]
     calibration = calibrate_market(files, bar="1h")
     market = Market.model_validate(calibration.market())
     assert set(market.assets) == {"BTC", "ETH"}
@@ -216,9 +254,7 @@ def test_an_estimate_on_its_bound_is_flagged_and_has_no_standard_error() -> None
     assert fit.at_bound == ("lam",)
     assert math.isnan(fit.se[fit.names.index("lam")])
     assert np.isfinite(fit.se[fit.names.index("sigma")])
-    rare = 0.002 * rng.standard_normal(n) + rng.normal(0.0, 0.01, n) * np.sqrt(
-        rng.poisson(0.05, n)
-    )
+    rare = 0.002 * rng.standard_normal(n) + rng.normal(0.0, 0.01, n) * np.sqrt(rng.poisson(0.05, n))
     free = fit_jump_diffusion(rare, "merton")
     assert free.at_bound == ()
     assert np.all(np.isfinite(free.se))
@@ -244,8 +280,10 @@ def test_mle_recovers_the_parameters_of_the_projects_own_paths(model: str) -> No
             "seed": 21,
             "market": {"assets": {"X": {"price": 100.0, "vol": 0.5, "jumps": jumps}}},
             "exchange": "binance-usdm",
-            "account": {"balance": 1000, "positions": [{"asset": "X", "side": "long",
-                                                        "leverage": 2, "margin": 100}]},
+            "account": {
+                "balance": 1000,
+                "positions": [{"asset": "X", "side": "long", "leverage": 2, "margin": 100}],
+            },
         }
     )
     returns = np.concatenate(

@@ -20,13 +20,18 @@ def test_calibration_notebook_runs_tiny(tmp_path: Path) -> None:
 
     out = tmp_path / "calibration.ipynb"
     papermill.execute_notebook(
-        str(ROOT / "notebooks" / "calibration.ipynb"), str(out),
+        str(ROOT / "notebooks" / "calibration.ipynb"),
+        str(out),
         parameters={"tiny": True, "data_dir": str(MARKET), "leverages": [20], "sides": ["long"]},
-        kernel_name="python3", cwd=str(tmp_path), progress_bar=False,
+        kernel_name="python3",
+        cwd=str(tmp_path),
+        progress_bar=False,
     )
     notebook = nbformat.read(out, as_version=4)
     text = "".join(
         str(o.get("text", "")) + str(o.get("data", {}).get("text/markdown", ""))
-        for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for o in cell.get("outputs", [])
     )
     assert "Brier" in text and "BTC" in text

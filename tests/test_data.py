@@ -18,14 +18,16 @@ def _frame(n: int = 10, start: int = 1_700_000_000_000, step_ms: int = 60_000) -
     rng = np.random.default_rng(0)
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.001, n)))
     open_ = np.r_[100.0, close[:-1]]
-    return pd.DataFrame({
-        "timestamp": start + step_ms * np.arange(n),
-        "open": open_,
-        "high": np.maximum(open_, close) * 1.001,
-        "low": np.minimum(open_, close) * 0.999,
-        "close": close,
-        "volume": np.ones(n),
-    })
+    return pd.DataFrame(
+        {
+            "timestamp": start + step_ms * np.arange(n),
+            "open": open_,
+            "high": np.maximum(open_, close) * 1.001,
+            "low": np.minimum(open_, close) * 0.999,
+            "close": close,
+            "volume": np.ones(n),
+        }
+    )
 
 
 def test_csv_gz_epoch_ms_gap_and_halt(tmp_path: Path) -> None:
@@ -37,8 +39,9 @@ def test_csv_gz_epoch_ms_gap_and_halt(tmp_path: Path) -> None:
     candles = load_candles(path, expected_interval="1min")
     assert candles.interval == pd.Timedelta(minutes=1)
     assert len(candles.gaps) == 1 and candles.missing_bars == 3
-    assert candles.gaps["start"].iloc[0] == pd.Timestamp(1_700_000_000_000 + 5 * 60_000,
-                                                         unit="ms", tz="UTC")
+    assert candles.gaps["start"].iloc[0] == pd.Timestamp(
+        1_700_000_000_000 + 5 * 60_000, unit="ms", tz="UTC"
+    )
     assert len(candles.halts) == 1 and len(candles.frame) == 16
     assert candles.frame.index.tz is not None
     returns = candles.log_returns()
@@ -48,8 +51,11 @@ def test_csv_gz_epoch_ms_gap_and_halt(tmp_path: Path) -> None:
 
 def test_iso_timestamps_and_parquet(tmp_path: Path) -> None:
     frame = _frame(8)
-    iso = frame.assign(timestamp=pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
-                       .dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    iso = frame.assign(
+        timestamp=pd.to_datetime(frame["timestamp"], unit="ms", utc=True).dt.strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+    )
     iso.to_csv(tmp_path / "a.csv", index=False)
     frame.to_parquet(tmp_path / "a.parquet")
     a = load_candles(tmp_path / "a.csv")
