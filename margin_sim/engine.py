@@ -67,6 +67,7 @@ from margin_sim._kernels import (
 )
 from margin_sim._multi import CrossBook, MultiOutcome, cross_scan, isolated_scan
 from margin_sim._single import SinglePosition, single_position_scan
+from margin_sim._single_stop import StopPosition, single_stop_scan
 from margin_sim._typing import FloatArray, IntArray
 from margin_sim.bridge import (
     EventKnots,
@@ -620,6 +621,96 @@ def _use_single(book: _Book) -> bool:
     )
 
 
+def _use_single_stop(book: _Book) -> bool:
+    return (
+        FAST_SINGLE_POSITION
+        and _kernels.HAVE_NUMBA
+        and len(book) == 1
+        and not bool(np.isnan(book.stop).any())
+    )
+
+
+def _single_stop_outcome(
+    scenario: Scenario,
+    rules: ExchangeRules,
+    book: _Book,
+    chunk: PathChunk,
+    margin: FloatArray,
+    paid: FloatArray,
+    epoch: IntArray,
+    *,
+    cross: bool,
+    base: float,
+    wallet0: float,
+) -> ChunkOutcome:
+    """One position with a stop-loss, in compiled passes (isolated or cross).
+
+    ``margin`` (n, E + 1) is the isolated margin or the cross wallet in each funding epoch,
+    ``paid`` (n, E + 1) the funding paid by then, ``epoch`` (S + 1,) each grid point's epoch.
+    """
+    log_liq = _log_liquidation_price(rules, book, 0, margin)
+    asset = int(book.asset[0])
+    table = rules.tiers(book.names[0])
+    events = chunk.events
+    before = events.log_before[asset]
+    position = StopPosition(
+        direction=float(book.sign[0]),
+        quantity=float(book.quantity[0]),
+        entry=float(book.entry[0]),
+        stop=float(book.stop[0]),
+        cross=cross,
+        base=float(base),
+        wallet0=float(wallet0),
+        threshold=scenario.ruin.equity_fraction * scenario.account.balance,
+        taker_fee=rules.taker_fee,
+        liquidation_fee=rules.liquidation_fee,
+        floors=table.floors,
+        rates=table.rates,
+        cums=table.cums,
+        entry_maintenance=float(
+            rules.maintenance_margin(book.names[0], book.quantity[0], book.entry[0], book.entry[0])
+        ),
+        entry_rule=rules.entry_value_maintenance,
+        step_hours=scenario.step / 3600.0,
+    )
+    out = single_stop_scan(
+        position,
+        chunk.log_price[asset],
+        chunk.prices[asset],
+        log_liq,
+        epoch,
+        margin,
+        paid,
+        float(chunk.step_variance[asset]),
+        (
+            _event_offsets(chunk),
+            events.step,
+            events.frac,
+            before,
+            before + events.trough_mark[asset],
+            before + events.trough_last[asset],
+            before + events.jump[asset],
+        ),
+        (
+            counter_uniform(chunk.seed, chunk.path_index, _SLOT_CLOSE),
+            counter_uniform(chunk.seed, chunk.path_index, _SLOT_CLOSE + 1),
+            counter_uniform(chunk.seed, chunk.path_index, _SLOT_CLOSE + 2),
+            counter_uniform(chunk.seed, chunk.path_index, _SLOT_FILL),
+        ),
+    )
+    return ChunkOutcome(
+        path_index=chunk.path_index,
+        p_liquidation=out.p_liquidation,
+        p_ruin=out.p_ruin,
+        liquidated=out.liquidated,
+        hours_to_liquidation=out.hours_to_liquidation,
+        final_equity=out.final_equity,
+        min_equity=out.min_equity,
+        survival_sum=out.survival_sum,
+        survival_sum_squares=out.survival_sum_squares,
+    )
+
+
 def _single_outcome(
     scenario: Scenario,
     rules: ExchangeRules,
@@ -869,6 +960,19 @@ def _isolated(
             clamp=True,
             keep_maintenance=False,
         )
+    if _use_single_stop(book):
+        return _single_stop_outcome(
+            scenario,
+            rules,
+            book,
+            chunk,
+            margin0[0] - paid_epoch[0],
+            paid_epoch[0],
+            epoch,
+            cross=False,
+            base=free,
+            wallet0=0.0,
+        )
     if _use_multi(book) and free > threshold:  # ruin impossible (see the floor below)
         margin_epoch = np.stack([margin0[k] - paid_epoch[k] for k in range(len(book))])
         return _multi_isolated(scenario, rules, book, chunk, margin_epoch, epoch, free)
@@ -1055,6 +1159,19 @@ def _cross(scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChu
             base=0.0,
             clamp=False,
             keep_maintenance=True,
+        )
+    if _use_single_stop(book):
+        return _single_stop_outcome(
+            scenario,
+            rules,
+            book,
+            chunk,
+            wallet0 - paid_epoch[0],
+            paid_epoch[0],
+            epoch,
+            cross=True,
+            base=0.0,
+            wallet0=wallet0,
         )
     if _use_multi(book):
         return _multi_cross(scenario, rules, book, chunk, paid_epoch, epoch, wallet0)
