@@ -273,6 +273,30 @@ def _has_math(node: Any) -> bool:
 # -------------------------------------------------------------------------- execution
 
 
+def _local_kernel_manager() -> type:
+    """A kernel manager that talks to its kernel over local IPC sockets where possible.
+
+    The kernel runs on this machine; over TCP without CurveZMQ keys ipykernel warns (on
+    stderr, once per report) that the traffic is unencrypted. Each manager gets its own socket
+    path prefix in the temporary directory (reports run in parallel processes, whose kernels
+    must not share sockets); jupyter_client removes the socket files with the kernel. Windows
+    has no IPC transport: there the default (TCP on localhost) stays.
+    """
+    from jupyter_client.manager import KernelManager
+
+    if sys.platform == "win32":  # pragma: no cover
+        return KernelManager
+
+    class LocalKernelManager(KernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs.setdefault("transport", "ipc")
+            prefix = Path(tempfile.gettempdir()) / f"margin-sim-{uuid.uuid4().hex[:12]}"
+            kwargs.setdefault("ip", str(prefix))
+            super().__init__(**kwargs)
+
+    return LocalKernelManager
+
+
 def execute_notebook(
     template: str | Path,
     parameters: Mapping[str, Any],
@@ -344,6 +368,7 @@ def execute_notebook(
                 progress_bar=False,
                 log_output=False,
                 request_save_on_cell_execute=False,
+                kernel_manager_class=_local_kernel_manager(),
             )
         except PapermillExecutionError as error:
             failed = out / f"{stem}.failed.ipynb"
