@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from margin_sim._kernels import HAVE_NUMBA, NEGLIGIBLE_EXPONENT, log_no_cross, njit
+from margin_sim._single_stop import _gap_fill
 from margin_sim._typing import FloatArray, IntArray
 
 __all__ = ["CrossBook", "MultiOutcome", "cross_scan", "isolated_scan"]
@@ -207,15 +208,19 @@ def _isolated(
     ev_before,
     ev_trough,
     ev_after,
+    ev_trough_last,
     trough_price,
     asset,
     sign,
     quantity,
     entry,
+    log_stop,
     key,
     n_keys,
     log_u,
+    u_kind,
     u_time,
+    u_fill,
     base,
     taker_fee,
     step_hours,
@@ -231,8 +236,10 @@ def _isolated(
     n = log_price.shape[1]
     steps = epoch.size - 1
     nearest = np.zeros(n_keys)
-    own = np.zeros(n_positions)  # each position's cumulative log survival
+    own = np.zeros(n_positions)  # each position's cumulative log survival of closing
     close_step = np.zeros(n_positions, np.int64)
+    was_liquidated = np.zeros(n_positions, np.bool_)  # closed by liquidation (not its stop)
+    realised = np.zeros(n_positions)  # what a closed position left in the account
     signed = sign * quantity
     cutoff = NEGLIGIBLE_EXPONENT * variance
     busy = np.zeros(steps, np.bool_)  # steps near a barrier or holding events
@@ -251,6 +258,9 @@ def _isolated(
                 lb = log_liq[k, i, j]
                 if not (d * (lb - adverse) <= 0.0):  # further in, or the first one
                     adverse = lb if lb == lb else adverse
+            stop = log_stop[k]
+            if stop == stop and not (d * (stop - adverse) <= 0.0):
+                adverse = stop  # the stop is the nearer barrier (or the only one)
             if adverse != adverse:
                 continue  # no barrier in any epoch
             x = log_price[a, i]
@@ -263,13 +273,18 @@ def _isolated(
                 d0 = d * (log_price[a, i, s] - lb)
                 d1 = d * (log_price[a, i, s + 1] - lb)
                 far = (lb != lb) | ((d0 > 0.0) & (d1 > 0.0) & (2.0 * d0 * d1 > c))
-                busy[s] = busy[s] | ~far
+                d0 = d * (log_price[a, i, s] - stop)
+                d1 = d * (log_price[a, i, s + 1] - stop)
+                far_stop = (stop != stop) | ((d0 > 0.0) & (d1 > 0.0) & (2.0 * d0 * d1 > c))
+                busy[s] = busy[s] | ~(far & far_stop)
         for e in range(ev_offset[i], ev_offset[i + 1]):
             busy[ev_step[e]] = True
         # -- liquidations, step by step where it matters
         for k in range(n_positions):
             own[k] = 0.0
             close_step[k] = steps
+            was_liquidated[k] = False
+            realised[k] = 0.0
         cumulative = 0.0  # of "no position liquidated"
         liquidated_by = 0.0
         c_previous = 1.0
@@ -285,19 +300,54 @@ def _isolated(
             for jk in range(n_keys):
                 nearest[jk] = 0.0
             for k in range(n_positions):
-                if own[k] == -np.inf or (combined_done and close_step[k] < steps):
+                closed = close_step[k] < steps
+                if closed and (combined_done or not was_liquidated[k]):
                     continue  # nothing about it can change any more
                 a = asset[k]
-                lq = _barrier_step(
-                    log_liq[k, i, epoch[s]], sign[k], log_price[a, i, s], log_price[a, i, s + 1],
-                    variance[a], first, e, ev_frac, ev_before, ev_trough, ev_after, a,
-                )  # fmt: skip
-                if lq != 0.0:
-                    own[k] += lq
-                    if close_step[k] == steps and own[k] < log_u[k, i]:
+                d = sign[k]
+                lb = log_liq[k, i, epoch[s]]
+                stop = log_stop[k]
+                if stop == stop and (lb != lb or d * (stop - lb) > 0.0):
+                    # the stop is nearer: only a jump or trough can liquidate
+                    ll = 0.0
+                    if lb == lb:
+                        for ev in range(first, e):
+                            trough = d * (ev_trough[a, ev] - lb)
+                            after = d * (ev_after[a, ev] - lb)
+                            if not (trough > 0.0 and after > 0.0):
+                                ll = -np.inf
+                    lc = _barrier_step(
+                        stop, d, log_price[a, i, s], log_price[a, i, s + 1], variance[a], first,
+                        e, ev_frac, ev_before, ev_trough_last, ev_after, a,
+                    )  # fmt: skip
+                    lc = min(lc, ll)
+                else:
+                    ll = _barrier_step(
+                        lb, d, log_price[a, i, s], log_price[a, i, s + 1], variance[a], first, e,
+                        ev_frac, ev_before, ev_trough, ev_after, a,
+                    )  # fmt: skip
+                    lc = ll
+                if not closed and (lc != 0.0 or ll != 0.0):
+                    q_close = -math.expm1(lc)
+                    q_liq = min(-math.expm1(ll), q_close)
+                    own[k] += lc
+                    if own[k] < log_u[k, i]:  # closes in this step: stop or liquidation?
                         close_step[k] = s
-                    if lq < nearest[key[k]]:
-                        nearest[key[k]] = lq
+                        share = q_liq / q_close if q_close > 0.0 else 0.0
+                        was_liquidated[k] = u_kind[k, i] < share
+                        if not was_liquidated[k]:
+                            fill = math.exp(stop)
+                            if first < e:
+                                fill = _gap_fill(
+                                    d, stop, log_price[a, i, s], log_price[a, i, s + 1],
+                                    variance[a], first, e, ev_frac, ev_before[a],
+                                    ev_trough_last[a], ev_after[a], u_fill[k, i],
+                                )  # fmt: skip
+                            value = margin[k, i, epoch[s]] + signed[k] * (fill - entry[k])
+                            value -= taker_fee * quantity[k] * fill
+                            realised[k] = max(value, 0.0) if value == value else 0.0
+                if ll < nearest[key[k]]:  # counts until a stop closes it
+                    nearest[key[k]] = ll
             # P(some position liquidated): nested barriers within a key, independent across
             if not combined_done:
                 la = 0.0
@@ -311,12 +361,14 @@ def _isolated(
                     curve_sq[s + 1] += c * c - c_previous * c_previous
                     c_previous = c
                     combined_done = cumulative == -np.inf
-            for ev in range(first, e):  # equity at the troughs (open positions)
+            for ev in range(first, e):  # equity at the troughs
                 at_trough = base
                 for k in range(n_positions):
                     if s <= close_step[k]:
                         value = signed[k] * (trough_price[asset[k], ev] - entry[k])
                         at_trough += max(value + margin[k, i, epoch[s]], 0.0)
+                    else:
+                        at_trough += realised[k]
                 lowest = min(lowest, at_trough)
         p_liq[i] = 1.0 - min(max(1.0 - liquidated_by, 0.0), 1.0)
         # -- equity at the grid points: a position counts up to its closing step
@@ -328,15 +380,18 @@ def _isolated(
             ek = entry[k]
             for s in range(min(close_step[k], steps) + 1):
                 equity[s] += max(margin[k, i, epoch[s]] + sk * (price[a, i, s] - ek), 0.0)
+            for s in range(close_step[k] + 1, steps + 1):
+                equity[s] += realised[k]
         minimum[i] = min(lowest, _smallest(equity, 0, steps + 1))
         any_liquidated = False
         earliest = np.inf
         total = base
         for k in range(n_positions):
             if close_step[k] < steps:
-                any_liquidated = True
-                earliest = min(earliest, (close_step[k] + u_time[k, i]) * step_hours)
-                total = total + 0.0
+                if was_liquidated[k]:
+                    any_liquidated = True
+                    earliest = min(earliest, (close_step[k] + u_time[k, i]) * step_hours)
+                total = total + realised[k]
             else:
                 price_end = price[asset[k], i, steps]
                 value_end = (
@@ -358,15 +413,14 @@ def isolated_scan(
     margin: FloatArray,
     epoch: IntArray,
     events: tuple[IntArray, IntArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray],
-    positions: tuple[IntArray, FloatArray, FloatArray, FloatArray, IntArray],
-    u_step: FloatArray,
-    u_time: FloatArray,
+    positions: tuple[IntArray, FloatArray, FloatArray, FloatArray, FloatArray, IntArray],
+    uniforms: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
     *,
     base: float,
     taker_fee: float,
     step_hours: float,
 ) -> MultiOutcome:
-    """Isolated positions without stops, none able to ruin the account, in one pass per path.
+    """Isolated positions (stop-losses allowed) that cannot ruin the account, path by path.
 
     Parameters
     ----------
@@ -381,18 +435,20 @@ def isolated_scan(
     epoch : int array (S + 1,)
         The funding epoch of each grid point.
     events : tuple
-        ``(offset, step, frac, before, trough, after, trough_price)``: ``offset`` (n + 1,)
-        indexes each path's events; ``before``, ``trough`` (mark) and ``after`` are ln prices
-        (A, m); ``trough_price`` (A, m) the mark trough prices used for the minimum equity.
+        ``(offset, step, frac, before, trough, trough_last, after)``: ``offset`` (n + 1,)
+        indexes each path's events; ``before``, ``trough`` (mark), ``trough_last`` and
+        ``after`` are ln prices (A, m).
     positions : tuple
-        ``(asset, sign, quantity, entry, key)``, each (K,); ``key`` numbers the groups of
-        positions with nested barriers (same driver and side) 0, 1, ... in sorted order.
-    u_step, u_time : arrays (K, n)
-        Uniforms sampling each position's liquidation step and the time inside it.
+        ``(asset, sign, quantity, entry, stop, key)``, each (K,); ``stop`` the stop price (NaN:
+        none); ``key`` numbers the groups of positions with nested barriers (same driver and
+        side) 0, 1, ... in sorted order.
+    uniforms : tuple of arrays (K, n)
+        ``(step, kind, time, fill)``: each position's closing step, whether that closure was a
+        liquidation or its stop, the time in the step, and where a gapped stop filled.
     base : float
         The free wallet, quote currency.
     taker_fee : float
-        Fraction of notional paid to close at the horizon.
+        Fraction of notional paid to close (at a stop or the horizon).
     step_hours : float
 
     Returns
@@ -402,11 +458,14 @@ def isolated_scan(
     """
     if not HAVE_NUMBA:  # pragma: no cover - the engine calls this only with numba
         raise RuntimeError("the multi-position fast path needs numba")
-    offset, step, frac, before, trough, after, trough_price = events
-    asset, sign, quantity, entry, key = positions
+    offset, step, frac, before, trough, trough_last, after = events
+    asset, sign, quantity, entry, stop, key = positions
+    u_step, u_kind, u_time, u_fill = uniforms
     n, steps = log_price.shape[1], epoch.size - 1
     out = _empty_outcome(n, steps)
     out.p_ruin[:] = 0.0
+    with np.errstate(invalid="ignore"):
+        log_stop = np.log(np.asarray(stop, dtype=np.float64))
     _isolated(
         _c64(log_price),
         _c64(price),
@@ -420,15 +479,19 @@ def isolated_scan(
         _c64(before),
         _c64(trough),
         _c64(after),
-        _c64(trough_price),
+        _c64(trough_last),
+        np.exp(_c64(trough)),
         _i64(asset),
         _c64(sign),
         _c64(quantity),
         _c64(entry),
+        _c64(log_stop),
         _i64(key),
         int(key.max()) + 1,
         np.log(u_step),
+        _c64(u_kind),
         _c64(u_time),
+        _c64(u_fill),
         float(base),
         float(taker_fee),
         float(step_hours),

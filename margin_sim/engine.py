@@ -792,12 +792,13 @@ def _single_outcome(
 FAST_MULTI_POSITION = True
 
 
-def _use_multi(book: _Book) -> bool:
+def _use_multi(book: _Book, *, stops: bool = False) -> bool:
+    """Several positions on the compiled path: ``stops`` says whether stop-losses are handled."""
     return (
         FAST_MULTI_POSITION
         and _kernels.HAVE_NUMBA
         and len(book) >= 2
-        and bool(np.isnan(book.stop).all())
+        and (stops or bool(np.isnan(book.stop).all()))
     )
 
 
@@ -860,18 +861,23 @@ def _multi_isolated(
             events.frac,
             before,
             before + events.trough_mark,
+            before + events.trough_last,
             before + events.jump,
-            np.exp(events.log_before + events.trough_mark),
         ),
         (
             book.asset,
             book.sign,
             book.quantity,
             book.entry,
+            book.stop,
             np.array([ordered.index(key) for key in keys], dtype=np.int64),
         ),
-        _uniforms(chunk, [_SLOT_CLOSE + 3 * k for k in range(k_count)]),
-        _uniforms(chunk, [_SLOT_CLOSE + 3 * k + 2 for k in range(k_count)]),
+        (
+            _uniforms(chunk, [_SLOT_CLOSE + 3 * k for k in range(k_count)]),
+            _uniforms(chunk, [_SLOT_CLOSE + 3 * k + 1 for k in range(k_count)]),
+            _uniforms(chunk, [_SLOT_CLOSE + 3 * k + 2 for k in range(k_count)]),
+            _uniforms(chunk, [_SLOT_FILL + k for k in range(k_count)]),
+        ),
         base=free,
         taker_fee=rules.taker_fee,
         step_hours=scenario.step / 3600.0,
@@ -973,7 +979,7 @@ def _isolated(
             base=free,
             wallet0=0.0,
         )
-    if _use_multi(book) and free > threshold:  # ruin impossible (see the floor below)
+    if _use_multi(book, stops=True) and free > threshold:  # no ruin (see the floor below)
         margin_epoch = np.stack([margin0[k] - paid_epoch[k] for k in range(len(book))])
         return _multi_isolated(scenario, rules, book, chunk, margin_epoch, epoch, free)
     paid = _spread_over_grid(paid_epoch, epoch)

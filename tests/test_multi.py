@@ -58,6 +58,35 @@ CASES = {
             "ruin.equity_fraction": 0.5,
         },
     ),
+    # stop-losses (isolated: compiled; engine._multi_isolated)
+    "stops-hedge": (
+        "hedge",
+        {"account.positions.0.stop_loss": 0.06, "account.positions.1.stop_loss": 0.08},
+    ),
+    "stops-nested": (
+        "hedge",
+        {**THREE, "account.positions.0.stop_loss": 0.03, "account.positions.2.stop_loss": 0.05},
+    ),
+    "stops-gaps-marked-lightly": (
+        "hedge",
+        {
+            "account.positions.0.stop_loss": 0.03,
+            "account.positions.1.stop_loss": 0.02,
+            "account.positions.0.leverage": 15,
+            "market.assets.BTC.wicks.per_year": 300,
+            "market.assets.BTC.wicks.depth_mean": 0.2,
+            "market.assets.BTC.wicks.mark_pass_through": 0.2,
+            "market.market_wicks.per_year": 100,
+        },
+    ),
+    "stop-beyond-liquidation": (
+        "hedge",
+        {
+            "account.positions.0.leverage": 20,
+            "account.positions.0.stop_loss": 0.25,
+            "account.positions.1.stop_loss": 0.05,
+        },
+    ),
     "cross-liquidation-above-ruin": (
         "hedge",
         {
