@@ -578,8 +578,9 @@ def _position_knots(
 @njit(cache=True, nogil=True)
 def _cross(
     price,
+    log_price,
     covariance,
-    wallet,
+    wallet0,
     paid,
     epoch,
     ev_offset,
@@ -588,10 +589,13 @@ def _cross(
     ev_before,
     ev_trough,
     ev_jump,
+    ev_trough_last,
+    ev_after,
     asset,
     sign,
     quantity,
     entry,
+    log_stop,
     floors,
     rates,
     cums,
@@ -603,6 +607,8 @@ def _cross(
     step_hours,
     log_u,
     u_time,
+    log_u_stop,
+    u_fill,
     p_liq,
     p_ruin,
     liquidated,
@@ -629,6 +635,7 @@ def _cross(
     # |slope| * sd of its asset bounds the step's standard deviation: sum_k |slope_k| sd_k >=
     # sqrt(g' C g) since |C_ab| <= sd_a sd_b; (1 + 1e-9) covers rounding
     sd = np.sqrt(np.diag(covariance)) * (1.0 + 1e-9)
+    cutoff = NEGLIGIBLE_EXPONENT * np.diag(covariance)
     cap0 = np.full(n_positions, np.inf)  # the first maintenance tier of each position
     if floors.shape[1] > 1:
         cap0[:] = floors[:, 1]
@@ -636,49 +643,109 @@ def _cross(
     cum0 = cums[:, 0].copy()
     if entry_rule:
         rate0[:] = 0.0
-    # screening sums over the positions at every grid point, as if every position were in its
-    # first tier (or on the entry rule): buffer and equity parts linear in the prices,
-    # buffer = w + fixed_q + sum alpha_k P_k, equity = w + fixed_r + sum signed_k P_k, and the
-    # bounds on their standard deviations over a step, sum beta_k P_k and sum eta_k P_k
+    # screening sums over the open positions at every grid point, as if every position were in
+    # its first tier (or on the entry rule): buffer and equity parts, linear in the prices
+    # (alpha_k P_k + fixed_q_k and signed_k P_k + fixed_r_k), and the bounds on their standard
+    # deviations over a step, sum beta_k P_k and sum eta_k P_k
     alpha = signed - quantity * rate0
-    fixed_q = 0.0
-    fixed_r = 0.0
-    for k in range(n_positions):
-        fixed_r -= signed[k] * entry[k]
-        fixed_q -= signed[k] * entry[k] + (entry_mm[k] if entry_rule else -cum0[k])
+    fixed_q = np.empty(n_positions)
+    fixed_r = np.empty(n_positions)
     beta = np.empty(n_positions)
     eta = np.empty(n_positions)
     for k in range(n_positions):
+        fixed_r[k] = -signed[k] * entry[k]
+        fixed_q[k] = -signed[k] * entry[k] - (entry_mm[k] if entry_rule else -cum0[k])
         beta[k] = abs((sign[k] - rate0[k]) * quantity[k]) * sd[asset[k]]
         eta[k] = abs(signed[k]) * sd[asset[k]]
     buffer_sum = np.zeros(steps + 1)
     equity_sum = np.zeros(steps + 1)
     bound_q = np.zeros(steps + 1)
     bound_r = np.zeros(steps + 1)
-    busy = np.zeros(steps, np.bool_)  # steps near a barrier or holding events
+    busy = np.zeros(steps, np.bool_)  # steps near a barrier, holding events, or a stop
+    wallet = np.zeros(steps)  # the wallet during each step
+    first_event = np.zeros(steps + 1, np.int64)
+    stop_step = np.zeros(n_positions, np.int64)  # S: no stop filled
+    stop_gain = np.zeros(n_positions)  # what a filled stop adds to the wallet
     for i in range(n):
+        e = ev_offset[i]
+        for s in range(steps):
+            first_event[s] = e
+            while e < ev_offset[i + 1] and ev_step[e] == s:
+                e += 1
+        first_event[steps] = e
+        # -- the stop-losses first: each depends on its own price only
+        for k in range(n_positions):
+            stop_step[k] = steps
+            stop_gain[k] = 0.0
+            stop = log_stop[k]
+            if stop != stop:
+                continue
+            a = asset[k]
+            d = sign[k]
+            x = log_price[a, i]
+            extreme = _smallest(x, 0, steps + 1) if d > 0 else _largest(x, 0, steps + 1)
+            gap = d * (extreme - stop)
+            quiet = gap > 0.0 and 2.0 * gap * gap > cutoff[a]
+            own = 0.0
+            for s in range(steps):
+                if quiet and first_event[s] == first_event[s + 1]:
+                    continue
+                ls = _barrier_step(
+                    stop, d, x[s], x[s + 1], covariance[a, a], first_event[s],
+                    first_event[s + 1], ev_frac, ev_before, ev_trough_last, ev_after, a,
+                )  # fmt: skip
+                if ls != 0.0:
+                    own += ls
+                    if own < log_u_stop[k, i]:
+                        stop_step[k] = s
+                        fill = math.exp(stop)
+                        if first_event[s] < first_event[s + 1]:
+                            fill = _gap_fill(
+                                d, stop, x[s], x[s + 1], covariance[a, a], first_event[s],
+                                first_event[s + 1], ev_frac, ev_before[a], ev_trough_last[a],
+                                ev_after[a], u_fill[k, i],
+                            )  # fmt: skip
+                        fee = taker_fee * quantity[k] * fill
+                        stop_gain[k] = signed[k] * (fill - entry[k]) - fee
+                        break
+        # -- the wallet during each step (engine._cross: funding while open, stop results)
+        for s in range(steps):
+            w = wallet0
+            for k in range(n_positions):
+                if s <= stop_step[k]:
+                    w = w - paid[k, i, epoch[s]]
+                    w = w + 0.0
+                else:
+                    w = w - paid[k, i, epoch[stop_step[k]]]
+                    w = w + stop_gain[k]
+            wallet[s] = w
         # -- screening sums of this path (vectorised loops over the grid)
-        scale = abs(threshold) + abs(fixed_q) + abs(fixed_r)  # rounding: of the sums' size
+        scale = abs(threshold)  # rounding: of the sums' size
         first_tier = True
+        for s in range(steps + 1):
+            buffer_sum[s] = 0.0
+            equity_sum[s] = 0.0
+            bound_q[s] = 0.0
+            bound_r[s] = 0.0
         for k in range(n_positions):
             a = asset[k]
             _accumulate(
-                price[a, i], alpha[k], signed[k], beta[k], eta[k], k == 0,
-                buffer_sum, equity_sum, bound_q, bound_r,
+                price[a, i], min(stop_step[k], steps) + 1, alpha[k], fixed_q[k], signed[k],
+                fixed_r[k], beta[k], eta[k], buffer_sum, equity_sum, bound_q, bound_r,
             )  # fmt: skip
             top = _largest(price[a, i], 0, steps + 1)
-            scale += (abs(alpha[k]) + abs(signed[k])) * top
+            scale += (abs(alpha[k]) + abs(signed[k])) * top + abs(fixed_q[k]) + abs(fixed_r[k])
             if not entry_rule and quantity[k] * top >= cap0[k]:
                 first_tier = False
         largest_wallet = 0.0
-        for j in range(wallet.shape[1]):
-            largest_wallet = max(largest_wallet, abs(wallet[i, j]))
+        for s in range(steps):
+            largest_wallet = max(largest_wallet, abs(wallet[s]))
         tolerance = 1e-12 * (scale + largest_wallet)
         # -- which steps need the bridge at all: near a barrier (by the bounds), or events
         for s in range(steps):
-            w = wallet[i, epoch[s]]
-            base_q = w + fixed_q - tolerance
-            base_r = w - threshold + fixed_r - tolerance
+            w = wallet[s]
+            base_q = w - tolerance
+            base_r = w - threshold - tolerance
             b0 = base_q + buffer_sum[s]
             b1 = base_q + buffer_sum[s + 1]
             bq = max(bound_q[s], bound_q[s + 1])
@@ -690,6 +757,9 @@ def _cross(
             busy[s] = ~(far_q & far_r) | (not first_tier)
         for e in range(ev_offset[i], ev_offset[i + 1]):
             busy[ev_step[e]] = True
+        for k in range(n_positions):
+            if stop_step[k] < steps:
+                busy[stop_step[k]] = True  # the position leaves the buffer inside this step
         # -- step by step where it matters (bridge survivals, events, sampling)
         cumulative = 0.0
         liquidated_by = 0.0
@@ -698,7 +768,6 @@ def _cross(
         ruin_plain = 0.0  # sum of the ruin step log survivals while open
         ruin_nested = 0.0  # the same, each conditioned on no liquidation in its step
         lowest = np.inf  # over the troughs here, the grid points below
-        e = ev_offset[i]
         for step in range(steps):
             if not busy[step]:
                 continue
@@ -710,10 +779,9 @@ def _cross(
                 price, i, step + 1, 1, asset, sign, quantity, entry, signed, cap0, rate0, cum0,
                 floors, rates, cums, entry_rule, entry_mm, value, slope, gain, gain_slope,
             )  # fmt: skip
-            first = e
-            while e < ev_offset[i + 1] and ev_step[e] == step:
-                e += 1
-            w = wallet[i, epoch[step]]
+            first = first_event[step]
+            last = first_event[step + 1]
+            w = wallet[step]
             b0 = w
             b1 = w
             r0 = w - threshold
@@ -724,6 +792,8 @@ def _cross(
                 h[0, a] = 0.0
                 h[1, a] = 0.0
             for k in range(n_positions):
+                if step > stop_step[k]:
+                    continue  # stopped out before this step
                 a = asset[k]
                 b0 += value[0, k]
                 b1 += value[1, k]
@@ -737,21 +807,24 @@ def _cross(
             # the gradients at the end of the step nearer the barrier, and the variances
             var_q = _quadratic(g, 1 if b1 < b0 else 0, covariance)
             var_r = _quadratic(h, 1 if r1 < r0 else 0, covariance)
-            if first == e:
+            if first == last:
                 lq = log_no_cross(b0, b1, var_q, True)
                 lr = log_no_cross(r0, r1, var_r, True) if ruin_open else 0.0
             else:
                 lq, lr = _event_steps(
-                    first, e, w, threshold, b0, b1, r0, r1, var_q, var_r, ruin_open,
-                    ev_frac, ev_before, ev_trough, ev_jump, knot, asset, signed, quantity,
-                    entry, floors, rates, cums, entry_rule, entry_mm,
+                    first, last, step, stop_step, w, threshold, b0, b1, r0, r1, var_q, var_r,
+                    ruin_open, ev_frac, ev_before, ev_trough, ev_jump, knot, asset, signed,
+                    quantity, entry, floors, rates, cums, entry_rule, entry_mm,
                 )  # fmt: skip
-                for ev in range(first, e if ruin_open else first):  # equity at troughs
+                for ev in range(first, last if ruin_open else first):  # equity at troughs
                     equity = 0.0 + w
                     for k in range(n_positions):
-                        a = asset[k]
-                        trough = math.exp(ev_before[a, ev] + ev_trough[a, ev])
-                        equity += signed[k] * (trough - entry[k])
+                        if step <= stop_step[k]:
+                            a = asset[k]
+                            trough = math.exp(ev_before[a, ev] + ev_trough[a, ev])
+                            equity += signed[k] * (trough - entry[k])
+                        else:
+                            equity += 0.0
                     lowest = min(lowest, equity)
             if ruin_open and (lr != 0.0 or lq != 0.0):
                 ruin_plain += lr
@@ -770,15 +843,30 @@ def _cross(
                 c_previous = c
                 if cumulative == -np.inf:  # nothing later can change
                     break
-        # -- equity at the grid points while open (wallet of each point's epoch)
-        last = liq_step if liq_step < steps else steps - 1
-        for s in range(last + 1):
-            lowest = min(lowest, wallet[i, epoch[s]] + fixed_r + equity_sum[s])
+        # -- equity at the grid points while open (the wallet of each point's step)
+        last_open = liq_step if liq_step < steps else steps - 1
+        for s in range(last_open + 1):
+            lowest = min(lowest, wallet[s] + equity_sum[s])
         if liq_step == steps:  # the horizon: close-out value and the last equity
-            _, lowest = _cross_grid_equity(
-                steps, steps, i, wallet, paid, epoch, wallet[i, epoch[steps - 1]], price, asset,
-                signed, entry, quantity, taker_fee, lowest, final,
-            )  # fmt: skip
+            w = wallet[steps - 1]
+            for k in range(n_positions):
+                if stop_step[k] >= steps:
+                    w -= paid[k, i, epoch[steps]] - paid[k, i, epoch[steps - 1]]
+                else:
+                    w -= 0.0
+            equity = w
+            total = w
+            for k in range(n_positions):
+                if stop_step[k] >= steps:
+                    p = price[asset[k], i, steps]
+                    pnl = signed[k] * (p - entry[k])
+                    equity += pnl
+                    total = total + (pnl - taker_fee * quantity[k] * p)
+                else:
+                    equity += 0.0
+                    total = total + 0.0
+            final[i] = total
+            lowest = min(lowest, equity)
         p_liq[i] = 1.0 - min(max(1.0 - liquidated_by, 0.0), 1.0)
         is_liquidated = liq_step < steps
         liquidated[i] = is_liquidated
@@ -788,10 +876,14 @@ def _cross(
         maintenance = 0.0
         notional = 0.0
         for k in range(n_positions):
-            p = price[asset[k], i, at]
-            mm, _ = _maintenance(k, quantity[k] * p, floors, rates, cums, entry_rule, entry_mm)
-            maintenance += mm
-            notional += quantity[k] * p
+            if at <= stop_step[k]:
+                p = price[asset[k], i, at]
+                mm, _ = _maintenance(k, quantity[k] * p, floors, rates, cums, entry_rule, entry_mm)
+                maintenance += mm
+                notional += quantity[k] * p
+            else:
+                maintenance += 0.0
+                notional += 0.0
         left = max(0.0, maintenance - liquidation_fee * notional)
         # ruin (engine.ruin_probability): where a liquidation implies ruin, the steps are
         # conditioned on the sampled "not liquidated here", and a sampled one ruins for certain
@@ -808,63 +900,33 @@ def _cross(
 
 @njit(cache=True, nogil=True)
 def _accumulate(
-    x, alpha, signed, beta, eta, first, buffer_sum, equity_sum, bound_q, bound_r
-):  # pragma: no cover
-    """Add one position's linear parts at prices ``x`` to the screening sums (or set them)."""
-    if first:
-        for s in range(x.size):
-            buffer_sum[s] = alpha * x[s]
-            equity_sum[s] = signed * x[s]
-            bound_q[s] = beta * x[s]
-            bound_r[s] = eta * x[s]
-    else:
-        for s in range(x.size):
-            buffer_sum[s] += alpha * x[s]
-            equity_sum[s] += signed * x[s]
-            bound_q[s] += beta * x[s]
-            bound_r[s] += eta * x[s]
-
-
-@njit(cache=True, nogil=True)
-def _cross_grid_equity(
-    s,
-    steps,
-    i,
-    wallet,
-    paid,
-    epoch,
-    w,
-    price,
-    asset,
+    x,
+    top,
+    alpha,
+    fixed_q,
     signed,
-    entry,
-    quantity,
-    taker_fee,
-    lowest,
-    final,
+    fixed_r,
+    beta,
+    eta,
+    buffer_sum,
+    equity_sum,
+    bound_q,
+    bound_r,
 ):  # pragma: no cover
-    """Equity at grid point ``s`` of an open account (``w``: the wallet of step s - 1); at the
-    horizon also the close-out value into ``final[i]``. Returns (equity, new lowest)."""
-    if s < steps:
-        equity = wallet[i, epoch[s]]
-    else:
-        equity = w
-        for k in range(asset.size):
-            equity -= paid[k, i, epoch[steps]] - paid[k, i, epoch[steps - 1]]
-        total = equity
-        for k in range(asset.size):
-            p = price[asset[k], i, steps]
-            total = total + (signed[k] * (p - entry[k]) - taker_fee * quantity[k] * p)
-        final[i] = total
-    for k in range(asset.size):
-        equity += signed[k] * (price[asset[k], i, s] - entry[k])
-    return equity, min(lowest, equity)
+    """Add one position's linear parts at prices ``x[:top]`` (while it is open) to the sums."""
+    for s in range(top):
+        buffer_sum[s] += alpha * x[s] + fixed_q
+        equity_sum[s] += signed * x[s] + fixed_r
+        bound_q[s] += beta * x[s]
+        bound_r[s] += eta * x[s]
 
 
 @njit(cache=True, nogil=True)
 def _event_steps(
     first,
     last,
+    step,
+    stop_step,
     w,
     threshold,
     b0,
@@ -890,7 +952,8 @@ def _event_steps(
     entry_mm,
 ):  # pragma: no cover
     """A step split at its events (bridge.patch_event_steps): log survivals of the account's
-    buffer and of its equity above the ruin threshold."""
+    buffer and of its equity above the ruin threshold (positions stopped before ``step`` are
+    out)."""
     n_assets = knot.shape[1]
     lq = 0.0
     lr = 0.0
@@ -909,6 +972,10 @@ def _event_steps(
             b = w
             r = w - threshold
             for k in range(asset.size):
+                if step > stop_step[k]:
+                    b += 0.0
+                    r += 0.0
+                    continue
                 p = knot[stage, asset[k]]
                 pnl = signed[k] * (p - entry[k])
                 mm, _ = _maintenance(k, quantity[k] * p, floors, rates, cums, entry_rule, entry_mm)
@@ -942,36 +1009,44 @@ def _event_steps(
 
 def cross_scan(
     price: FloatArray,
+    log_price: FloatArray,
     covariance: FloatArray,
-    wallet: FloatArray,
+    wallet0: float,
     paid: FloatArray,
     epoch: IntArray,
-    events: tuple[IntArray, IntArray, FloatArray, FloatArray, FloatArray, FloatArray],
+    events: tuple[
+        IntArray, IntArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray
+    ],
     book: CrossBook,
-    u_step: FloatArray,
-    u_time: FloatArray,
+    stop: FloatArray,
+    uniforms: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
 ) -> MultiOutcome:
-    """Several positions in one cross account, no stop-losses, in one pass per path.
+    """Several positions in one cross account (stop-losses allowed), path by path.
 
     Parameters
     ----------
-    price : array (A, n, S + 1)
-        Prices of every asset at the grid points, quote currency.
+    price, log_price : arrays (A, n, S + 1)
+        Prices of every asset at the grid points (quote currency) and their logs.
     covariance : array (A, A)
         Covariance of the ln-price diffusion increments over one step.
-    wallet : array (n, E)
-        The wallet in each funding epoch (after opening fees and funding), quote currency.
+    wallet0 : float
+        The wallet after the opening fees, quote currency.
     paid : array (K, n, E)
         Funding paid by each position by each epoch, quote currency.
     epoch : int array (S + 1,)
         The funding epoch of each grid point.
     events : tuple
-        ``(offset, step, frac, before, trough, jump)``: ``offset`` (n + 1,) indexes each path's
-        events; ``before`` (A, m) the ln prices just before, ``trough`` the mark troughs and
-        ``jump`` the permanent changes of ln price, relative to ``before``.
+        ``(offset, step, frac, before, trough, jump, trough_last, after)``: ``offset`` (n + 1,)
+        indexes each path's events; ``before`` (A, m) the ln prices just before, ``trough``
+        the mark troughs and ``jump`` the permanent changes of ln price relative to
+        ``before``; ``trough_last`` and ``after`` absolute ln prices (for the stops).
     book : CrossBook
-    u_step, u_time : arrays (n,)
-        Uniforms sampling the liquidation step and the time inside it.
+    stop : array (K,)
+        Stop price of each position (NaN: none), quote currency.
+    uniforms : tuple
+        ``(step, time, stop_step, stop_fill)``: arrays (n,) sampling the account's
+        liquidation step and the time in it, arrays (K, n) each position's stop step and
+        where a gapped stop filled.
 
     Returns
     -------
@@ -979,14 +1054,18 @@ def cross_scan(
     """
     if not HAVE_NUMBA:  # pragma: no cover - the engine calls this only with numba
         raise RuntimeError("the multi-position fast path needs numba")
-    offset, step, frac, before, trough, jump = events
+    offset, step, frac, before, trough, jump, trough_last, after = events
+    u_step, u_time, u_stop, u_fill = uniforms
     n, steps = price.shape[1], epoch.size - 1
     out = _empty_outcome(n, steps)
     b = book
+    with np.errstate(invalid="ignore"):
+        log_stop = np.log(np.asarray(stop, dtype=np.float64))
     _cross(
         _c64(price),
+        _c64(log_price),
         _c64(covariance),
-        _c64(wallet),
+        float(wallet0),
         _c64(paid),
         _i64(epoch),
         _i64(offset),
@@ -995,10 +1074,13 @@ def cross_scan(
         _c64(before),
         _c64(trough),
         _c64(jump),
+        _c64(trough_last),
+        _c64(after),
         _i64(b.asset),
         _c64(b.sign),
         _c64(b.quantity),
         _c64(b.entry),
+        _c64(log_stop),
         _c64(b.floors),
         _c64(b.rates),
         _c64(b.cums),
@@ -1010,6 +1092,8 @@ def cross_scan(
         float(b.step_hours),
         np.log(u_step),
         _c64(u_time),
+        np.log(u_stop),
+        _c64(u_fill),
         out.p_liquidation,
         out.p_ruin,
         out.liquidated,

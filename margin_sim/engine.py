@@ -894,25 +894,27 @@ def _multi_cross(
     epoch: IntArray,
     wallet0: float,
 ) -> ChunkOutcome:
-    """Several cross positions without stops, in one pass per path."""
-    wallet = np.full(paid_epoch.shape[1:], wallet0)
-    for k in range(len(book)):
-        wallet = wallet - paid_epoch[k]
+    """Several cross positions (stop-losses allowed), path by path in compiled code."""
     kernel_book = _kernel_book(book, rules, maintenance=True, clamp=False)
     events = chunk.events
+    before = events.log_before
+    k_count = len(book)
     out = cross_scan(
         chunk.prices,
+        chunk.log_price,
         _step_covariance(chunk),
-        wallet,
+        wallet0,
         paid_epoch,
         epoch,
         (
             _event_offsets(chunk),
             events.step,
             events.frac,
-            events.log_before,
+            before,
             events.trough_mark,
             events.jump,
+            before + events.trough_last,
+            before + events.jump,
         ),
         CrossBook(
             asset=book.asset,
@@ -929,8 +931,13 @@ def _multi_cross(
             threshold=scenario.ruin.equity_fraction * scenario.account.balance,
             step_hours=scenario.step / 3600.0,
         ),
-        counter_uniform(chunk.seed, chunk.path_index, _SLOT_CROSS),
-        counter_uniform(chunk.seed, chunk.path_index, _SLOT_CROSS + 2),
+        book.stop,
+        (
+            counter_uniform(chunk.seed, chunk.path_index, _SLOT_CROSS),
+            counter_uniform(chunk.seed, chunk.path_index, _SLOT_CROSS + 2),
+            _uniforms(chunk, [_SLOT_CLOSE + 3 * k for k in range(k_count)]),
+            _uniforms(chunk, [_SLOT_FILL + k for k in range(k_count)]),
+        ),
     )
     return _multi_outcome(chunk, out)
 
@@ -1179,7 +1186,7 @@ def _cross(scenario: Scenario, rules: ExchangeRules, book: _Book, chunk: PathChu
             base=0.0,
             wallet0=wallet0,
         )
-    if _use_multi(book):
+    if _use_multi(book, stops=True):
         return _multi_cross(scenario, rules, book, chunk, paid_epoch, epoch, wallet0)
     paid = _spread_over_grid(paid_epoch, epoch)
     prices = chunk.prices

@@ -79,6 +79,16 @@ CASES = {
             "market.market_wicks.per_year": 100,
         },
     ),
+    "stop-then-cross-liquidation": (
+        "hedge",
+        {
+            **THREE,
+            "account.balance": 1500,
+            "ruin.equity_fraction": 0.2,
+            "account.positions.0.stop_loss": 0.02,
+            "exchange.liquidation_fee": 0.001,  # below the maintenance rate: MM - fee > 0
+        },
+    ),
     "stop-beyond-liquidation": (
         "hedge",
         {
