@@ -708,17 +708,30 @@ def _cross(
                         fee = taker_fee * quantity[k] * fill
                         stop_gain[k] = signed[k] * (fill - entry[k]) - fee
                         break
-        # -- the wallet during each step (engine._cross: funding while open, stop results)
+        # -- the wallet during each step (engine._cross: funding while open, stop results);
+        # until the first stop it moves only with the funding epochs
+        first_stop = steps
+        for k in range(n_positions):
+            first_stop = min(first_stop, stop_step[k])
+        previous_epoch = -1
+        w = wallet0
         for s in range(steps):
-            w = wallet0
+            if s <= first_stop:
+                if epoch[s] != previous_epoch:
+                    previous_epoch = epoch[s]
+                    w = wallet0
+                    for k in range(n_positions):
+                        w = w - paid[k, i, previous_epoch]
+                wallet[s] = w
+                continue
+            w_step = wallet0
             for k in range(n_positions):
                 if s <= stop_step[k]:
-                    w = w - paid[k, i, epoch[s]]
-                    w = w + 0.0
+                    w_step = w_step - paid[k, i, epoch[s]]
                 else:
-                    w = w - paid[k, i, epoch[stop_step[k]]]
-                    w = w + stop_gain[k]
-            wallet[s] = w
+                    w_step = w_step - paid[k, i, epoch[stop_step[k]]]
+                    w_step = w_step + stop_gain[k]
+            wallet[s] = w_step
         # -- screening sums of this path (vectorised loops over the grid)
         scale = abs(threshold)  # rounding: of the sums' size
         first_tier = True
