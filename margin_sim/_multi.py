@@ -1,10 +1,14 @@
-"""Fast path for several positions without stop-losses (compiled, numba), both margin modes.
+"""Fast path for several positions (compiled, numba), both margin modes, stop-losses included.
 
 The general code of :mod:`margin_sim.engine` evaluates a book of several positions with a
-dozen passes over (paths x steps) arrays per mode. For the commonest multi-position books
-(no stop-loss anywhere) this module does the same computation path by path in compiled code,
-so it gives the same numbers; ``tests/test_multi.py`` compares it with the general code path
-by path (``engine.FAST_MULTI_POSITION = False`` switches it off).
+dozen passes over (paths x steps) arrays per mode. This module does the same computation path
+by path in compiled code, so it gives the same numbers; ``tests/test_multi.py`` compares it
+with the general code path by path (``engine.FAST_MULTI_POSITION = False`` switches it off).
+Isolated books go through it when ruin is impossible (the free wallet alone is above the ruin
+line), the usual case. Stops follow the general code too: in isolated mode each position's
+closure is its stop or its liquidation, sampled together (as in :mod:`margin_sim._single_stop`);
+in cross mode each stop is sampled first on its own price, the wallet takes its result and the
+position leaves the account's buffer after its stop step.
 
 Most steps of most paths are far from every barrier: there the bridge formula is cut to
 "survives for certain" (:data:`margin_sim._kernels.NEGLIGIBLE_EXPONENT`). A first pass over

@@ -786,9 +786,8 @@ def _single_outcome(
     )
 
 
-#: Use the compiled one-pass evaluation (:mod:`margin_sim._multi`) for several positions
-#: without stop-losses. The general code below gives the same numbers; the tests switch this
-#: off to compare the two.
+#: Use the compiled evaluation (:mod:`margin_sim._multi`) for several positions. The general
+#: code below gives the same numbers; the tests switch this off to compare the two.
 FAST_MULTI_POSITION = True
 
 
@@ -835,7 +834,7 @@ def _multi_isolated(
     epoch: IntArray,
     free: float,
 ) -> ChunkOutcome:
-    """Several isolated positions without stops that cannot ruin the account, in one pass.
+    """Several isolated positions (stops allowed) that cannot ruin the account, compiled.
 
     ``margin_epoch`` (K, n, E + 1) is each position's isolated margin per funding epoch.
     """
