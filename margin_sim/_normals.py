@@ -34,6 +34,7 @@ import math
 
 import numpy as np
 
+from margin_sim._kernels import HAVE_NUMBA, njit
 from margin_sim._typing import FloatArray
 
 __all__ = [
@@ -45,19 +46,6 @@ __all__ = [
     "seed_state",
     "standard_normal",
 ]
-
-try:  # pragma: no cover - exercised through both branches in the tests
-    from numba import njit
-
-    HAVE_NUMBA = True
-except ImportError:  # pragma: no cover
-    HAVE_NUMBA = False
-
-    def njit(*args, **kwargs):  # type: ignore[no-redef]
-        def wrap(function):
-            return function
-
-        return wrap
 
 
 #: Number of ziggurat layers.

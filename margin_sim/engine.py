@@ -621,6 +621,25 @@ def _use_single(book: _Book) -> bool:
     )
 
 
+def _position_constants(scenario: Scenario, rules: ExchangeRules, book: _Book) -> dict:
+    """What both one-position kernels need of the rules: ruin line, fees, the tier table,
+    maintenance on the entry value (bybit) and the step in hours."""
+    table = rules.tiers(book.names[0])
+    return {
+        "threshold": scenario.ruin.equity_fraction * scenario.account.balance,
+        "taker_fee": rules.taker_fee,
+        "liquidation_fee": rules.liquidation_fee,
+        "floors": table.floors,
+        "rates": table.rates,
+        "cums": table.cums,
+        "entry_maintenance": float(
+            rules.maintenance_margin(book.names[0], book.quantity[0], book.entry[0], book.entry[0])
+        ),
+        "entry_rule": rules.entry_value_maintenance,
+        "step_hours": scenario.step / 3600.0,
+    }
+
+
 def _use_single_stop(book: _Book) -> bool:
     return (
         FAST_SINGLE_POSITION
@@ -650,7 +669,6 @@ def _single_stop_outcome(
     """
     log_liq = _log_liquidation_price(rules, book, 0, margin)
     asset = int(book.asset[0])
-    table = rules.tiers(book.names[0])
     events = chunk.events
     before = events.log_before[asset]
     position = StopPosition(
@@ -661,17 +679,7 @@ def _single_stop_outcome(
         cross=cross,
         base=float(base),
         wallet0=float(wallet0),
-        threshold=scenario.ruin.equity_fraction * scenario.account.balance,
-        taker_fee=rules.taker_fee,
-        liquidation_fee=rules.liquidation_fee,
-        floors=table.floors,
-        rates=table.rates,
-        cums=table.cums,
-        entry_maintenance=float(
-            rules.maintenance_margin(book.names[0], book.quantity[0], book.entry[0], book.entry[0])
-        ),
-        entry_rule=rules.entry_value_maintenance,
-        step_hours=scenario.step / 3600.0,
+        **_position_constants(scenario, rules, book),
     )
     out = single_stop_scan(
         position,
@@ -731,7 +739,6 @@ def _single_outcome(
     log_liq = _log_liquidation_price(rules, book, 0, margin)
     n = chunk.path_index.size
     asset = int(book.asset[0])
-    table = rules.tiers(book.names[0])
     events = chunk.events
     before = events.log_before[asset]
     offsets = np.searchsorted(events.path, np.arange(n + 1))
@@ -741,18 +748,8 @@ def _single_outcome(
         entry=float(book.entry[0]),
         base=float(base),
         clamp=clamp,
-        threshold=scenario.ruin.equity_fraction * scenario.account.balance,
-        taker_fee=rules.taker_fee,
-        liquidation_fee=rules.liquidation_fee,
         keep_maintenance=keep_maintenance,
-        floors=table.floors,
-        rates=table.rates,
-        cums=table.cums,
-        entry_maintenance=float(
-            rules.maintenance_margin(book.names[0], book.quantity[0], book.entry[0], book.entry[0])
-        ),
-        entry_rule=rules.entry_value_maintenance,
-        step_hours=scenario.step / 3600.0,
+        **_position_constants(scenario, rules, book),
     )
     out = single_position_scan(
         position,
