@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import pytest
+from fast_paths import assert_fast_equals_general
 
-import margin_sim as ms
-from margin_sim import _kernels, engine
+from margin_sim import _kernels
 
 pytestmark = pytest.mark.skipif(not _kernels.HAVE_NUMBA, reason="numba is not installed")
 
@@ -94,20 +92,4 @@ CASES = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_fast_path_equals_general_engine(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     file, overrides = CASES[name]
-    scenario = ms.load_scenario(
-        f"params/scenarios/{file}.yaml", {"paths": 1500, "horizon": "7d", **overrides}
-    )
-    fast = ms.simulate(scenario, progress=False)
-    monkeypatch.setattr(engine, "FAST_SINGLE_POSITION", False)
-    general = ms.simulate(scenario, progress=False)
-    frame_fast, frame_general = fast.per_path, general.per_path
-    assert (frame_general["p_liquidation"] > 0).any()
-    np.testing.assert_array_equal(frame_fast["liquidated"], frame_general["liquidated"])
-    for column in ("p_liquidation", "p_ruin", "final_equity", "min_equity", "hours_to_liquidation"):
-        np.testing.assert_allclose(
-            frame_fast[column], frame_general[column], rtol=1e-9, atol=1e-9, err_msg=column
-        )
-    for mode in scenario.modes:
-        pd.testing.assert_frame_equal(
-            fast.survival(mode), general.survival(mode), rtol=1e-9, atol=1e-12
-        )
+    assert_fast_equals_general(file, overrides, "FAST_SINGLE_POSITION", monkeypatch)
