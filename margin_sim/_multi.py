@@ -199,6 +199,207 @@ def _smallest(x, lo, hi):  # pragma: no cover
 
 
 @njit(cache=True, nogil=True)
+def _isolated_ruin(
+    i,
+    price,
+    margin,
+    epoch,
+    covariance,
+    ev_offset,
+    ev_step,
+    first_event,
+    ev_frac,
+    ev_before,
+    ev_trough_rel,
+    ev_jump_rel,
+    asset,
+    signed,
+    entry,
+    close_step,
+    was_liquidated,
+    realised,
+    log_ll,
+    base,
+    threshold,
+    constant,
+    value_sum,
+    bound,
+    busy,
+    start_value,
+    g,
+    knot,
+):  # pragma: no cover
+    """P(ruin | path) of isolated positions when the free wallet alone is not above the line
+    (engine._isolated with _ruin_log_survival and ruin_probability, path ``i``).
+
+    Equity during step s is the free wallet, what closed positions realised, and each open
+    position's value floored at 0, linearised in the log prices over the step (its margin
+    that of the step's start). Where a position's liquidation would leave the equity at or
+    below the line, the step is conditioned on its sampled survival; a sampled liquidation
+    that ruins makes P = 1. ``log_ll`` (K, S) holds each position's per-step log P(no
+    liquidation) where it was computed (0 elsewhere: far from its barrier).
+    """
+    n_positions = asset.size
+    steps = epoch.size - 1
+    e = ev_offset[i]
+    for s in range(steps):
+        first_event[s] = e
+        while e < ev_offset[i + 1] and ev_step[e] == s:
+            e += 1
+    first_event[steps] = e
+    # the constant part of the equity during each step: free wallet + closed positions
+    for s in range(steps):
+        c = base
+        for k in range(n_positions):
+            c = c + (0.0 if s <= close_step[k] else realised[k])
+        constant[s] = c
+    # a sampled liquidation that ruins: P = 1
+    for k in range(n_positions):
+        if not was_liquidated[k]:
+            continue
+        at = min(close_step[k], steps - 1)
+        total = 0.0
+        own = 0.0
+        for j in range(n_positions):
+            v = 0.0
+            if at <= close_step[j]:
+                v = margin[j, i, epoch[at]] + signed[j] * (price[asset[j], i, at] - entry[j])
+                v = max(v, 0.0)
+            total = total + v if j > 0 else v
+            if j == k:
+                own = v
+        if (constant[at] + total) - own <= threshold:
+            return 1.0
+    # screening sums per grid point (open positions, floored values) and the steps to do
+    sd = np.sqrt(np.diag(covariance)) * (1.0 + 1e-9)
+    scale = abs(base) + abs(threshold)
+    for s in range(steps + 1):
+        value_sum[s] = 0.0
+        bound[s] = 0.0
+    for k in range(n_positions):
+        a = asset[k]
+        top = 0.0
+        for s in range(min(close_step[k], steps) + 1):
+            p = price[a, i, s]
+            value_sum[s] += max(margin[k, i, epoch[s]] + signed[k] * (p - entry[k]), 0.0)
+            bound[s] += abs(signed[k]) * p * sd[a]
+            top = max(top, p)
+        scale += abs(realised[k]) + abs(signed[k]) * (top + entry[k])
+        scale += abs(margin[k, i, 0]) + abs(margin[k, i, margin.shape[2] - 1])
+    tolerance = 1e-12 * scale
+    for s in range(steps):
+        drift = 0.0  # the end value uses the step's starting margin in the general code
+        if epoch[s + 1] != epoch[s]:
+            for k in range(n_positions):
+                if s < close_step[k]:
+                    drift += abs(margin[k, i, epoch[s]] - margin[k, i, epoch[s + 1]])
+        b0 = constant[s] - threshold + value_sum[s] - tolerance
+        b1 = constant[s] - threshold + value_sum[s + 1] - drift - tolerance
+        bq = max(bound[s], bound[s + 1])
+        far = (b0 > 0.0) & (b1 > 0.0) & (2.0 * b0 * b1 > NEGLIGIBLE_EXPONENT * bq * bq)
+        busy[s] = ~far | (first_event[s] < first_event[s + 1])
+    for k in range(n_positions):
+        if close_step[k] < steps:
+            busy[close_step[k]] = True  # the position leaves the equity inside this step
+    # step by step where it matters
+    n_assets = covariance.shape[0]
+    total_log = 0.0
+    for s in range(steps):
+        if not busy[s]:
+            continue
+        b0 = constant[s] - threshold
+        b1 = b0
+        for a in range(n_assets):
+            g[0, a] = 0.0
+            g[1, a] = 0.0
+        for k in range(n_positions):
+            if s > close_step[k]:
+                b0 += 0.0
+                b1 += 0.0
+                continue
+            a = asset[k]
+            m = margin[k, i, epoch[s]]
+            for end in range(2):
+                p = price[a, i, s + end]
+                v = signed[k] * (p - entry[k]) + m
+                slope = signed[k] * p
+                if not v > 0.0:
+                    v = 0.0
+                    slope = 0.0
+                if end == 0:
+                    b0 += v
+                    g[0, a] += slope
+                else:
+                    b1 += v
+                    g[1, a] += slope
+        end_at = 1 if b1 < b0 else 0
+        var = 0.0
+        for a in range(n_assets):
+            for b in range(n_assets):
+                var += g[end_at, a] * covariance[a, b] * g[end_at, b]
+        if first_event[s] == first_event[s + 1]:
+            lr = log_no_cross(b0, b1, var, True)
+        else:  # split at the events (bridge.patch_event_steps)
+            lr = 0.0
+            previous = b0
+            previous_frac = 0.0
+            last = first_event[s + 1] - 1
+            for ev in range(first_event[s], first_event[s + 1]):
+                for a in range(n_assets):
+                    before = math.exp(ev_before[a, ev])
+                    knot[0, a] = before
+                    knot[1, a] = before * math.exp(ev_trough_rel[a, ev])
+                    knot[2, a] = before * math.exp(ev_jump_rel[a, ev])
+                at_before = at_trough = at_after = 0.0
+                for stage in range(3):
+                    b = constant[s] - threshold
+                    for k in range(n_positions):
+                        if s > close_step[k]:
+                            b += 0.0
+                            continue
+                        v = signed[k] * (knot[stage, asset[k]] - entry[k]) + margin[k, i, epoch[s]]
+                        b += v if v > 0.0 else 0.0
+                    if stage == 0:
+                        at_before = b
+                    elif stage == 1:
+                        at_trough = b
+                    else:
+                        at_after = b
+                lead = log_no_cross(previous, at_before, var * (ev_frac[ev] - previous_frac), False)
+                point = 0.0 if (at_trough > 0.0 and at_after > 0.0) else -np.inf
+                trail = 0.0
+                if ev == last:
+                    trail = log_no_cross(at_after, b1, var * (1.0 - ev_frac[ev]), False)
+                lr += lead + point + trail
+                previous = at_after
+                previous_frac = ev_frac[ev]
+        if lr == 0.0:
+            continue
+        # a liquidation here that would leave the equity at or below the line: condition
+        total = 0.0
+        for k in range(n_positions):
+            v = 0.0
+            if s <= close_step[k]:
+                v = margin[k, i, epoch[s]] + signed[k] * (price[asset[k], i, s] - entry[k])
+                v = max(v, 0.0)
+            start_value[k] = v
+            total = total + v if k > 0 else v
+        implies = False
+        log_implying = 0.0
+        for k in range(n_positions):
+            if s <= close_step[k] and (constant[s] + total) - start_value[k] <= threshold:
+                implies = True
+                log_implying = log_implying + log_ll[k, s]
+        r = lr
+        if implies:
+            r = lr - log_implying
+            if math.isnan(r) or r > 0.0:
+                r = 0.0
+        total_log += r
+    return 0.0 - math.expm1(total_log)
+
+
+@njit(cache=True, nogil=True)
 def _isolated(
     log_price,
     price,
@@ -213,7 +414,10 @@ def _isolated(
     ev_trough,
     ev_after,
     ev_trough_last,
+    ev_trough_rel,
+    ev_jump_rel,
     trough_price,
+    covariance,
     asset,
     sign,
     quantity,
@@ -226,9 +430,11 @@ def _isolated(
     u_time,
     u_fill,
     base,
+    threshold,
     taker_fee,
     step_hours,
     p_liq,
+    p_ruin,
     liquidated,
     hours,
     final,
@@ -248,6 +454,16 @@ def _isolated(
     cutoff = NEGLIGIBLE_EXPONENT * variance
     busy = np.zeros(steps, np.bool_)  # steps near a barrier or holding events
     equity = np.zeros(steps + 1)  # account equity at the grid points
+    # for ruin, where the free wallet alone is not above the line
+    ruin_possible = not base > threshold
+    log_ll = np.zeros((n_positions, steps if ruin_possible else 0))
+    constant = np.zeros(steps)
+    value_sum = np.zeros(steps + 1)
+    bound = np.zeros(steps + 1)
+    first_event = np.zeros(steps + 1, np.int64)
+    start_value = np.zeros(n_positions)
+    g = np.zeros((2, covariance.shape[0]))
+    knot = np.zeros((3, covariance.shape[0]))
     for i in range(n):
         # -- which steps need the bridge at all (every other step survives for certain)
         for s in range(steps):
@@ -289,6 +505,9 @@ def _isolated(
             close_step[k] = steps
             was_liquidated[k] = False
             realised[k] = 0.0
+            if ruin_possible:
+                for s in range(steps):
+                    log_ll[k, s] = 0.0
         cumulative = 0.0  # of "no position liquidated"
         liquidated_by = 0.0
         c_previous = 1.0
@@ -350,6 +569,8 @@ def _isolated(
                             value = margin[k, i, epoch[s]] + signed[k] * (fill - entry[k])
                             value -= taker_fee * quantity[k] * fill
                             realised[k] = max(value, 0.0) if value == value else 0.0
+                if ruin_possible:
+                    log_ll[k, s] = ll
                 if ll < nearest[key[k]]:  # counts until a stop closes it
                     nearest[key[k]] = ll
             # P(some position liquidated): nested barriers within a key, independent across
@@ -407,6 +628,14 @@ def _isolated(
         final[i] = total
         liquidated[i] = any_liquidated
         hours[i] = earliest if any_liquidated else np.nan
+        p_ruin[i] = 0.0
+        if ruin_possible:
+            p_ruin[i] = _isolated_ruin(
+                i, price, margin, epoch, covariance, ev_offset, ev_step, first_event, ev_frac,
+                ev_before, ev_trough_rel, ev_jump_rel, asset, signed, entry, close_step,
+                was_liquidated, realised, log_ll, base, threshold, constant, value_sum, bound,
+                busy, start_value, g, knot,
+            )  # fmt: skip
 
 
 def isolated_scan(
@@ -416,15 +645,17 @@ def isolated_scan(
     log_liquidation_barrier: FloatArray,
     margin: FloatArray,
     epoch: IntArray,
-    events: tuple[IntArray, IntArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray],
+    events: tuple[IntArray, IntArray, FloatArray, *tuple[FloatArray, ...]],
     positions: tuple[IntArray, FloatArray, FloatArray, FloatArray, FloatArray, IntArray],
     uniforms: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
+    covariance: FloatArray,
     *,
     base: float,
+    threshold: float,
     taker_fee: float,
     step_hours: float,
 ) -> MultiOutcome:
-    """Isolated positions (stop-losses allowed) that cannot ruin the account, path by path.
+    """Isolated positions (stop-losses allowed), path by path.
 
     Parameters
     ----------
@@ -439,9 +670,10 @@ def isolated_scan(
     epoch : int array (S + 1,)
         The funding epoch of each grid point.
     events : tuple
-        ``(offset, step, frac, before, trough, trough_last, after)``: ``offset`` (n + 1,)
-        indexes each path's events; ``before``, ``trough`` (mark), ``trough_last`` and
-        ``after`` are ln prices (A, m).
+        ``(offset, step, frac, before, trough, trough_last, after, trough_rel, jump_rel)``:
+        ``offset`` (n + 1,) indexes each path's events; ``before``, ``trough`` (mark),
+        ``trough_last`` and ``after`` are ln prices (A, m); ``trough_rel`` and ``jump_rel`` the
+        mark trough and the permanent change relative to ``before``.
     positions : tuple
         ``(asset, sign, quantity, entry, stop, key)``, each (K,); ``stop`` the stop price (NaN:
         none); ``key`` numbers the groups of positions with nested barriers (same driver and
@@ -449,8 +681,13 @@ def isolated_scan(
     uniforms : tuple of arrays (K, n)
         ``(step, kind, time, fill)``: each position's closing step, whether that closure was a
         liquidation or its stop, the time in the step, and where a gapped stop filled.
+    covariance : array (A, A)
+        Covariance of the ln-price diffusion increments over one step (for ruin).
     base : float
         The free wallet, quote currency.
+    threshold : float
+        Ruin line on account equity, quote currency: ruin is impossible (and not computed)
+        when ``base`` is above it.
     taker_fee : float
         Fraction of notional paid to close (at a stop or the horizon).
     step_hours : float
@@ -458,16 +695,14 @@ def isolated_scan(
     Returns
     -------
     MultiOutcome
-        ``p_ruin`` is 0 (the caller checked that ruin is impossible).
     """
     if not HAVE_NUMBA:  # pragma: no cover - the engine calls this only with numba
         raise RuntimeError("the multi-position fast path needs numba")
-    offset, step, frac, before, trough, trough_last, after = events
+    offset, step, frac, before, trough, trough_last, after, trough_rel, jump_rel = events
     asset, sign, quantity, entry, stop, key = positions
     u_step, u_kind, u_time, u_fill = uniforms
     n, steps = log_price.shape[1], epoch.size - 1
     out = _empty_outcome(n, steps)
-    out.p_ruin[:] = 0.0
     with np.errstate(invalid="ignore"):
         log_stop = np.log(np.asarray(stop, dtype=np.float64))
     _isolated(
@@ -484,7 +719,10 @@ def isolated_scan(
         _c64(trough),
         _c64(after),
         _c64(trough_last),
+        _c64(trough_rel),
+        _c64(jump_rel),
         np.exp(_c64(trough)),
+        _c64(covariance),
         _i64(asset),
         _c64(sign),
         _c64(quantity),
@@ -497,9 +735,11 @@ def isolated_scan(
         _c64(u_time),
         _c64(u_fill),
         float(base),
+        float(threshold),
         float(taker_fee),
         float(step_hours),
         out.p_liquidation,
+        out.p_ruin,
         out.liquidated,
         out.hours_to_liquidation,
         out.final_equity,

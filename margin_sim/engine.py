@@ -831,7 +831,7 @@ def _multi_isolated(
     epoch: IntArray,
     free: float,
 ) -> ChunkOutcome:
-    """Several isolated positions (stops allowed) that cannot ruin the account, compiled.
+    """Several isolated positions (stops allowed), in compiled code.
 
     ``margin_epoch`` (K, n, E + 1) is each position's isolated margin per funding epoch.
     """
@@ -859,6 +859,8 @@ def _multi_isolated(
             before + events.trough_mark,
             before + events.trough_last,
             before + events.jump,
+            events.trough_mark,
+            events.jump,
         ),
         (
             book.asset,
@@ -874,7 +876,9 @@ def _multi_isolated(
             _uniforms(chunk, [_SLOT_CLOSE + 3 * k + 2 for k in range(k_count)]),
             _uniforms(chunk, [_SLOT_FILL + k for k in range(k_count)]),
         ),
+        _step_covariance(chunk),
         base=free,
+        threshold=scenario.ruin.equity_fraction * scenario.account.balance,
         taker_fee=rules.taker_fee,
         step_hours=scenario.step / 3600.0,
     )
@@ -982,7 +986,7 @@ def _isolated(
             base=free,
             wallet0=0.0,
         )
-    if _use_multi(book, stops=True) and free > threshold:  # no ruin (see the floor below)
+    if _use_multi(book, stops=True):
         margin_epoch = np.stack([margin0[k] - paid_epoch[k] for k in range(len(book))])
         return _multi_isolated(scenario, rules, book, chunk, margin_epoch, epoch, free)
     paid = _spread_over_grid(paid_epoch, epoch)
