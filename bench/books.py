@@ -1,12 +1,13 @@
 """Cost per path of different books, and what the compiled fast paths buy, in one process.
 
 ``python -m bench.books [--paths 20000]`` evaluates a few books (one position, a hedge, each
-with and without a stop-loss) on one process and prints CPU microseconds per path with the
+with and without a stop-loss, and a hedge whose isolated margins are most of the wallet, so
+that isolated ruin is possible) on one process and prints CPU microseconds per path with the
 engine's fast paths on and, for comparison in the same run, switched off
 (``engine.FAST_SINGLE_POSITION`` / ``engine.FAST_MULTI_POSITION``): the ratio is the speed-up
-of the compiled kernels over the general numpy code on the same paths. Books with a
-stop-loss always take the general code. Timings are CPU time of this process after a
-warm-up run (compilation excluded); they vary by ~10% on a shared machine.
+of the compiled kernels over the general numpy code on the same paths. Timings are CPU time
+of this process after a warm-up run (compilation excluded); they vary by ~10% on a shared
+machine.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ BOOKS: dict[str, tuple[str, dict[str, Any]]] = {
     "hedge, 8% stop on the long": (
         "params/scenarios/hedge.yaml",
         {"account.positions.0.stop_loss": 0.08},
+    ),
+    "hedge, 2,050 wallet (ruin)": (  # isolated ruin possible: margins are most of the wallet
+        "params/scenarios/hedge.yaml",
+        {"account.balance": 2050, "ruin.equity_fraction": 0.3},
     ),
 }
 
