@@ -4,11 +4,12 @@ The general code of :mod:`margin_sim.engine` evaluates a book of several positio
 dozen passes over (paths x steps) arrays per mode. This module does the same computation path
 by path in compiled code, so it gives the same numbers; ``tests/test_multi.py`` compares it
 with the general code path by path (``engine.FAST_MULTI_POSITION = False`` switches it off).
-Isolated books go through it when ruin is impossible (the free wallet alone is above the ruin
-line), the usual case. Stops follow the general code too: in isolated mode each position's
-closure is its stop or its liquidation, sampled together (as in :mod:`margin_sim._single_stop`);
-in cross mode each stop is sampled first on its own price, the wallet takes its result and the
-position leaves the account's buffer after its stop step.
+In isolated mode ruin is computed only where it is possible (the free wallet alone not above
+the line): floored position values linearised per step, each step conditioned where a
+liquidation would ruin, as the general code does. Stops follow the general code too: in
+isolated mode each position's closure is its stop or its liquidation, sampled together (as in
+:mod:`margin_sim._single_stop`); in cross mode each stop is sampled first on its own price, the
+wallet takes its result and the position leaves the account's buffer after its stop step.
 
 Most steps of most paths are far from every barrier: there the bridge formula is cut to
 "survives for certain" (:data:`margin_sim._kernels.NEGLIGIBLE_EXPONENT`). A first pass over
