@@ -40,24 +40,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from margin_sim._kernels import HAVE_NUMBA, NEGLIGIBLE_EXPONENT, log_no_cross, njit
+from margin_sim._single import SingleOutcome, as_f64, as_i64
 from margin_sim._single_stop import _gap_fill
 from margin_sim._typing import FloatArray, IntArray
 
-__all__ = ["CrossBook", "MultiOutcome", "cross_scan", "isolated_scan"]
-
-
-@dataclass(frozen=True)
-class MultiOutcome:
-    """Per-path results of a scan (arrays of shape (n,), curve sums of shape (S + 1,))."""
-
-    p_liquidation: FloatArray
-    p_ruin: FloatArray
-    liquidated: np.ndarray
-    hours_to_liquidation: FloatArray
-    final_equity: FloatArray
-    min_equity: FloatArray
-    survival_sum: FloatArray
-    survival_sum_squares: FloatArray
+__all__ = ["CrossBook", "cross_scan", "isolated_scan"]
 
 
 @dataclass(frozen=True)
@@ -97,36 +84,6 @@ class CrossBook:
     liquidation_fee: float
     threshold: float
     step_hours: float
-
-
-def _empty_outcome(n: int, steps: int) -> MultiOutcome:
-    return MultiOutcome(
-        p_liquidation=np.empty(n),
-        p_ruin=np.empty(n),
-        liquidated=np.empty(n, np.bool_),
-        hours_to_liquidation=np.empty(n),
-        final_equity=np.empty(n),
-        min_equity=np.empty(n),
-        survival_sum=np.zeros(steps + 1),
-        survival_sum_squares=np.zeros(steps + 1),
-    )
-
-
-def _finish_curve(out: MultiOutcome, n: int) -> MultiOutcome:
-    """The kernels write each path's curve as changes (a difference array): sum them up."""
-    np.cumsum(out.survival_sum, out=out.survival_sum)
-    np.cumsum(out.survival_sum_squares, out=out.survival_sum_squares)
-    out.survival_sum[:] += n
-    out.survival_sum_squares[:] += n
-    return out
-
-
-def _c64(array: np.ndarray) -> FloatArray:
-    return np.ascontiguousarray(array, dtype=np.float64)
-
-
-def _i64(array: np.ndarray) -> IntArray:
-    return np.ascontiguousarray(array, dtype=np.int64)
 
 
 # --------------------------------------------------------------------------- isolated
@@ -655,7 +612,7 @@ def isolated_scan(
     threshold: float,
     taker_fee: float,
     step_hours: float,
-) -> MultiOutcome:
+) -> SingleOutcome:
     """Isolated positions (stop-losses allowed), path by path.
 
     Parameters
@@ -695,7 +652,7 @@ def isolated_scan(
 
     Returns
     -------
-    MultiOutcome
+    SingleOutcome
     """
     if not HAVE_NUMBA:  # pragma: no cover - the engine calls this only with numba
         raise RuntimeError("the multi-position fast path needs numba")
@@ -703,38 +660,38 @@ def isolated_scan(
     asset, sign, quantity, entry, stop, key = positions
     u_step, u_kind, u_time, u_fill = uniforms
     n, steps = log_price.shape[1], epoch.size - 1
-    out = _empty_outcome(n, steps)
+    out = SingleOutcome.empty(n, steps)
     with np.errstate(invalid="ignore"):
         log_stop = np.log(np.asarray(stop, dtype=np.float64))
     _isolated(
-        _c64(log_price),
-        _c64(price),
-        _c64(variance),
-        _c64(log_liquidation_barrier),
-        _c64(margin),
-        _i64(epoch),
-        _i64(offset),
-        _i64(step),
-        _c64(frac),
-        _c64(before),
-        _c64(trough),
-        _c64(after),
-        _c64(trough_last),
-        _c64(trough_rel),
-        _c64(jump_rel),
-        np.exp(_c64(trough)),
-        _c64(covariance),
-        _i64(asset),
-        _c64(sign),
-        _c64(quantity),
-        _c64(entry),
-        _c64(log_stop),
-        _i64(key),
+        as_f64(log_price),
+        as_f64(price),
+        as_f64(variance),
+        as_f64(log_liquidation_barrier),
+        as_f64(margin),
+        as_i64(epoch),
+        as_i64(offset),
+        as_i64(step),
+        as_f64(frac),
+        as_f64(before),
+        as_f64(trough),
+        as_f64(after),
+        as_f64(trough_last),
+        as_f64(trough_rel),
+        as_f64(jump_rel),
+        np.exp(as_f64(trough)),
+        as_f64(covariance),
+        as_i64(asset),
+        as_f64(sign),
+        as_f64(quantity),
+        as_f64(entry),
+        as_f64(log_stop),
+        as_i64(key),
         int(key.max()) + 1,
         np.log(u_step),
-        _c64(u_kind),
-        _c64(u_time),
-        _c64(u_fill),
+        as_f64(u_kind),
+        as_f64(u_time),
+        as_f64(u_fill),
         float(base),
         float(threshold),
         float(taker_fee),
@@ -748,7 +705,7 @@ def isolated_scan(
         out.survival_sum,
         out.survival_sum_squares,
     )
-    return _finish_curve(out, n)
+    return out.finish_curve()
 
 
 # ------------------------------------------------------------------------------ cross
@@ -1278,7 +1235,7 @@ def cross_scan(
     book: CrossBook,
     stop: FloatArray,
     uniforms: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
-) -> MultiOutcome:
+) -> SingleOutcome:
     """Several positions in one cross account (stop-losses allowed), path by path.
 
     Parameters
@@ -1308,50 +1265,50 @@ def cross_scan(
 
     Returns
     -------
-    MultiOutcome
+    SingleOutcome
     """
     if not HAVE_NUMBA:  # pragma: no cover - the engine calls this only with numba
         raise RuntimeError("the multi-position fast path needs numba")
     offset, step, frac, before, trough, jump, trough_last, after = events
     u_step, u_time, u_stop, u_fill = uniforms
     n, steps = price.shape[1], epoch.size - 1
-    out = _empty_outcome(n, steps)
+    out = SingleOutcome.empty(n, steps)
     b = book
     with np.errstate(invalid="ignore"):
         log_stop = np.log(np.asarray(stop, dtype=np.float64))
     _cross(
-        _c64(price),
-        _c64(log_price),
-        _c64(covariance),
+        as_f64(price),
+        as_f64(log_price),
+        as_f64(covariance),
         float(wallet0),
-        _c64(paid),
-        _i64(epoch),
-        _i64(offset),
-        _i64(step),
-        _c64(frac),
-        _c64(before),
-        _c64(trough),
-        _c64(jump),
-        _c64(trough_last),
-        _c64(after),
-        _i64(b.asset),
-        _c64(b.sign),
-        _c64(b.quantity),
-        _c64(b.entry),
-        _c64(log_stop),
-        _c64(b.floors),
-        _c64(b.rates),
-        _c64(b.cums),
+        as_f64(paid),
+        as_i64(epoch),
+        as_i64(offset),
+        as_i64(step),
+        as_f64(frac),
+        as_f64(before),
+        as_f64(trough),
+        as_f64(jump),
+        as_f64(trough_last),
+        as_f64(after),
+        as_i64(b.asset),
+        as_f64(b.sign),
+        as_f64(b.quantity),
+        as_f64(b.entry),
+        as_f64(log_stop),
+        as_f64(b.floors),
+        as_f64(b.rates),
+        as_f64(b.cums),
         bool(b.entry_rule),
-        _c64(b.entry_maintenance),
+        as_f64(b.entry_maintenance),
         float(b.taker_fee),
         float(b.liquidation_fee),
         float(b.threshold),
         float(b.step_hours),
         np.log(u_step),
-        _c64(u_time),
+        as_f64(u_time),
         np.log(u_stop),
-        _c64(u_fill),
+        as_f64(u_fill),
         out.p_liquidation,
         out.p_ruin,
         out.liquidated,
@@ -1361,4 +1318,4 @@ def cross_scan(
         out.survival_sum,
         out.survival_sum_squares,
     )
-    return _finish_curve(out, n)
+    return out.finish_curve()

@@ -22,7 +22,7 @@ import numpy as np
 from margin_sim._kernels import HAVE_NUMBA, log_no_cross, njit
 from margin_sim._typing import FloatArray, IntArray
 
-__all__ = ["SingleOutcome", "SinglePosition", "single_position_scan"]
+__all__ = ["SingleOutcome", "SinglePosition", "as_f64", "as_i64", "single_position_scan"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,12 @@ class SinglePosition:
 
 @dataclass(frozen=True)
 class SingleOutcome:
-    """Per-path results of :func:`single_position_scan` (arrays of shape (n,))."""
+    """Per-path results of a compiled scan (arrays of shape (n,), curve sums (S + 1,)).
+
+    Shared by :mod:`margin_sim._single`, :mod:`margin_sim._single_stop` and
+    :mod:`margin_sim._multi`: :meth:`empty` allocates it, the kernel fills it and writes each
+    path's survival curve as changes (a difference array), :meth:`finish_curve` sums them up.
+    """
 
     p_liquidation: FloatArray
     p_ruin: FloatArray
@@ -82,6 +87,39 @@ class SingleOutcome:
     min_equity: FloatArray
     survival_sum: FloatArray
     survival_sum_squares: FloatArray
+
+    @classmethod
+    def empty(cls, n: int, steps: int) -> SingleOutcome:
+        """Outputs for ``n`` paths of ``steps`` steps; curve sums zeroed for the kernel."""
+        return cls(
+            p_liquidation=np.empty(n),
+            p_ruin=np.empty(n),
+            liquidated=np.empty(n, np.bool_),
+            hours_to_liquidation=np.empty(n),
+            final_equity=np.empty(n),
+            min_equity=np.empty(n),
+            survival_sum=np.zeros(steps + 1),
+            survival_sum_squares=np.zeros(steps + 1),
+        )
+
+    def finish_curve(self) -> SingleOutcome:
+        """Turn the kernel's per-path changes of the curve into sums over the paths."""
+        n = self.p_liquidation.size
+        np.cumsum(self.survival_sum, out=self.survival_sum)
+        np.cumsum(self.survival_sum_squares, out=self.survival_sum_squares)
+        self.survival_sum[:] += n
+        self.survival_sum_squares[:] += n
+        return self
+
+
+def as_f64(array: np.ndarray) -> FloatArray:
+    """A C-contiguous float64 array for a kernel (no copy when it already is one)."""
+    return np.ascontiguousarray(array, dtype=np.float64)
+
+
+def as_i64(array: np.ndarray) -> IntArray:
+    """A C-contiguous int64 array for a kernel (no copy when it already is one)."""
+    return np.ascontiguousarray(array, dtype=np.int64)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -335,33 +373,24 @@ def single_position_scan(
     if not HAVE_NUMBA:  # pragma: no cover - the engine calls this only with numba
         raise RuntimeError("the single-position fast path needs numba")
     n, steps = log_liquidation_barrier.shape[0], epoch.size - 1
-    out = SingleOutcome(
-        p_liquidation=np.empty(n),
-        p_ruin=np.empty(n),
-        liquidated=np.empty(n, np.bool_),
-        hours_to_liquidation=np.empty(n),
-        final_equity=np.empty(n),
-        min_equity=np.empty(n),
-        survival_sum=np.zeros(steps + 1),
-        survival_sum_squares=np.zeros(steps + 1),
-    )
+    out = SingleOutcome.empty(n, steps)
     offset, step, frac, before, trough, after = events
     p = position
     _scan(
-        np.ascontiguousarray(log_price, dtype=np.float64),
-        np.ascontiguousarray(price, dtype=np.float64),
-        np.ascontiguousarray(log_liquidation_barrier, dtype=np.float64),
-        np.ascontiguousarray(epoch, dtype=np.int64),
-        np.ascontiguousarray(margin, dtype=np.float64),
+        as_f64(log_price),
+        as_f64(price),
+        as_f64(log_liquidation_barrier),
+        as_i64(epoch),
+        as_f64(margin),
         float(variance),
-        np.ascontiguousarray(offset, dtype=np.int64),
-        np.ascontiguousarray(step, dtype=np.int64),
-        np.ascontiguousarray(frac, dtype=np.float64),
-        np.ascontiguousarray(before, dtype=np.float64),
-        np.ascontiguousarray(trough, dtype=np.float64),
-        np.ascontiguousarray(after, dtype=np.float64),
+        as_i64(offset),
+        as_i64(step),
+        as_f64(frac),
+        as_f64(before),
+        as_f64(trough),
+        as_f64(after),
         np.log(u_step),
-        np.ascontiguousarray(u_time, dtype=np.float64),
+        as_f64(u_time),
         float(p.direction),
         float(p.quantity),
         float(p.entry),
@@ -371,9 +400,9 @@ def single_position_scan(
         float(p.taker_fee),
         float(p.liquidation_fee),
         bool(p.keep_maintenance),
-        np.ascontiguousarray(p.floors, dtype=np.float64),
-        np.ascontiguousarray(p.rates, dtype=np.float64),
-        np.ascontiguousarray(p.cums, dtype=np.float64),
+        as_f64(p.floors),
+        as_f64(p.rates),
+        as_f64(p.cums),
         float(p.entry_maintenance),
         bool(p.entry_rule),
         float(p.step_hours),
@@ -386,9 +415,4 @@ def single_position_scan(
         out.survival_sum,
         out.survival_sum_squares,
     )
-    # the kernel wrote the changes of each path's curve (a difference array over grid points)
-    np.cumsum(out.survival_sum, out=out.survival_sum)
-    np.cumsum(out.survival_sum_squares, out=out.survival_sum_squares)
-    out.survival_sum[:] += n
-    out.survival_sum_squares[:] += n
-    return out
+    return out.finish_curve()

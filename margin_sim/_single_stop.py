@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from margin_sim._kernels import HAVE_NUMBA, log_no_cross, njit
-from margin_sim._single import SingleOutcome, _step_log_survival
+from margin_sim._single import SingleOutcome, _step_log_survival, as_f64, as_i64
 from margin_sim._typing import FloatArray, IntArray
 
 __all__ = ["StopPosition", "single_stop_scan"]
@@ -481,42 +481,29 @@ def single_stop_scan(
     if not HAVE_NUMBA:  # pragma: no cover - the engine calls this only with numba
         raise RuntimeError("the single-position fast path needs numba")
     n, steps = log_liquidation_barrier.shape[0], epoch.size - 1
-    out = SingleOutcome(
-        p_liquidation=np.empty(n),
-        p_ruin=np.empty(n),
-        liquidated=np.empty(n, np.bool_),
-        hours_to_liquidation=np.empty(n),
-        final_equity=np.empty(n),
-        min_equity=np.empty(n),
-        survival_sum=np.zeros(steps + 1),
-        survival_sum_squares=np.zeros(steps + 1),
-    )
+    out = SingleOutcome.empty(n, steps)
     offset, step, frac, before, trough_mark, trough_last, after = events
     u_step, u_kind, u_time, u_fill = uniforms
     p = position
-
-    def f64(array: np.ndarray) -> FloatArray:
-        return np.ascontiguousarray(array, dtype=np.float64)
-
     _scan(
-        f64(log_price),
-        f64(price),
-        f64(log_liquidation_barrier),
-        np.ascontiguousarray(epoch, dtype=np.int64),
-        f64(margin),
-        f64(paid),
+        as_f64(log_price),
+        as_f64(price),
+        as_f64(log_liquidation_barrier),
+        as_i64(epoch),
+        as_f64(margin),
+        as_f64(paid),
         float(variance),
-        np.ascontiguousarray(offset, dtype=np.int64),
-        np.ascontiguousarray(step, dtype=np.int64),
-        f64(frac),
-        f64(before),
-        f64(trough_mark),
-        f64(trough_last),
-        f64(after),
+        as_i64(offset),
+        as_i64(step),
+        as_f64(frac),
+        as_f64(before),
+        as_f64(trough_mark),
+        as_f64(trough_last),
+        as_f64(after),
         np.log(u_step),
-        f64(u_kind),
-        f64(u_time),
-        f64(u_fill),
+        as_f64(u_kind),
+        as_f64(u_time),
+        as_f64(u_fill),
         float(p.direction),
         float(p.quantity),
         float(p.entry),
@@ -527,9 +514,9 @@ def single_stop_scan(
         float(p.threshold),
         float(p.taker_fee),
         float(p.liquidation_fee),
-        f64(p.floors),
-        f64(p.rates),
-        f64(p.cums),
+        as_f64(p.floors),
+        as_f64(p.rates),
+        as_f64(p.cums),
         float(p.entry_maintenance),
         bool(p.entry_rule),
         float(p.step_hours),
@@ -542,8 +529,4 @@ def single_stop_scan(
         out.survival_sum,
         out.survival_sum_squares,
     )
-    np.cumsum(out.survival_sum, out=out.survival_sum)
-    np.cumsum(out.survival_sum_squares, out=out.survival_sum_squares)
-    out.survival_sum[:] += n
-    out.survival_sum_squares[:] += n
-    return out
+    return out.finish_curve()

@@ -65,8 +65,8 @@ from margin_sim._kernels import (
     ruin_log_barrier,
     ruin_probability,
 )
-from margin_sim._multi import CrossBook, MultiOutcome, cross_scan, isolated_scan
-from margin_sim._single import SinglePosition, single_position_scan
+from margin_sim._multi import CrossBook, cross_scan, isolated_scan
+from margin_sim._single import SingleOutcome, SinglePosition, single_position_scan
 from margin_sim._single_stop import StopPosition, single_stop_scan
 from margin_sim._typing import FloatArray, IntArray
 from margin_sim.bridge import (
@@ -706,17 +706,7 @@ def _single_stop_outcome(
             counter_uniform(chunk.seed, chunk.path_index, _SLOT_FILL),
         ),
     )
-    return ChunkOutcome(
-        path_index=chunk.path_index,
-        p_liquidation=out.p_liquidation,
-        p_ruin=out.p_ruin,
-        liquidated=out.liquidated,
-        hours_to_liquidation=out.hours_to_liquidation,
-        final_equity=out.final_equity,
-        min_equity=out.min_equity,
-        survival_sum=out.survival_sum,
-        survival_sum_squares=out.survival_sum_squares,
-    )
+    return _chunk_outcome(chunk, out)
 
 
 def _single_outcome(
@@ -737,11 +727,9 @@ def _single_outcome(
     funding epoch, ``epoch`` (S + 1,) the epoch of each grid point.
     """
     log_liq = _log_liquidation_price(rules, book, 0, margin)
-    n = chunk.path_index.size
     asset = int(book.asset[0])
     events = chunk.events
     before = events.log_before[asset]
-    offsets = np.searchsorted(events.path, np.arange(n + 1))
     position = SinglePosition(
         direction=float(book.sign[0]),
         quantity=float(book.quantity[0]),
@@ -760,7 +748,7 @@ def _single_outcome(
         margin,
         float(chunk.step_variance[asset]),
         (
-            offsets,
+            _event_offsets(chunk),
             events.step,
             events.frac,
             before,
@@ -770,17 +758,7 @@ def _single_outcome(
         counter_uniform(chunk.seed, chunk.path_index, _SLOT_CLOSE),
         counter_uniform(chunk.seed, chunk.path_index, _SLOT_CLOSE + 2),
     )
-    return ChunkOutcome(
-        path_index=chunk.path_index,
-        p_liquidation=out.p_liquidation,
-        p_ruin=out.p_ruin,
-        liquidated=out.liquidated,
-        hours_to_liquidation=out.hours_to_liquidation,
-        final_equity=out.final_equity,
-        min_equity=out.min_equity,
-        survival_sum=out.survival_sum,
-        survival_sum_squares=out.survival_sum_squares,
-    )
+    return _chunk_outcome(chunk, out)
 
 
 #: Use the compiled evaluation (:mod:`margin_sim._multi`) for several positions. The general
@@ -803,7 +781,8 @@ def _event_offsets(chunk: PathChunk) -> IntArray:
     return np.searchsorted(chunk.events.path, np.arange(chunk.path_index.size + 1))
 
 
-def _multi_outcome(chunk: PathChunk, out: MultiOutcome) -> ChunkOutcome:
+def _chunk_outcome(chunk: PathChunk, out: SingleOutcome) -> ChunkOutcome:
+    """A compiled scan's results as the chunk's outcome."""
     return ChunkOutcome(
         path_index=chunk.path_index,
         p_liquidation=out.p_liquidation,
@@ -882,7 +861,7 @@ def _multi_isolated(
         taker_fee=rules.taker_fee,
         step_hours=scenario.step / 3600.0,
     )
-    return _multi_outcome(chunk, out)
+    return _chunk_outcome(chunk, out)
 
 
 def _multi_cross(
@@ -939,7 +918,7 @@ def _multi_cross(
             _uniforms(chunk, [_SLOT_FILL + k for k in range(k_count)]),
         ),
     )
-    return _multi_outcome(chunk, out)
+    return _chunk_outcome(chunk, out)
 
 
 # ---------------------------------------------------------------------------- modes
