@@ -123,6 +123,18 @@ def as_i64(array: np.ndarray) -> IntArray:
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _maintenance(notional, floors, rates, cums, entry_rule, entry_maintenance):  # pragma: no cover
+    """Maintenance requirement of one position at ``notional`` (tier table, or the constant
+    ``entry_maintenance`` on the entry-value rule), quote currency."""
+    if entry_rule:
+        return entry_maintenance
+    tier = 0
+    while tier + 1 < floors.size and floors[tier + 1] <= notional:
+        tier += 1
+    return notional * rates[tier] - cums[tier]
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _step_log_survival(
     log_barrier, direction, x0, x1, variance, first, last, ev_frac, ev_before, ev_trough, ev_after
 ):  # pragma: no cover
@@ -194,7 +206,6 @@ def _scan(
     n = log_liq.shape[0]
     steps = epoch.size - 1
     slope = direction * quantity
-    n_tiers = floors.size
     log_q = np.zeros(steps)
     first_event = np.zeros(steps + 1, np.int64)
     n_epochs = margin.shape[1]
@@ -248,14 +259,9 @@ def _scan(
             at_price = math.exp(log_liq[i, epoch[at]])
             if not math.isfinite(at_price):
                 at_price = price[i, at]
-            if entry_rule:
-                maintenance = entry_maintenance
-            else:
-                notional = quantity * at_price
-                tier = 0
-                while tier + 1 < n_tiers and floors[tier + 1] <= notional:
-                    tier += 1
-                maintenance = notional * rates[tier] - cums[tier]
+            maintenance = _maintenance(
+                quantity * at_price, floors, rates, cums, entry_rule, entry_maintenance
+            )
             kept = max(0.0, maintenance - liquidation_fee * quantity * at_price)
         implies = base + kept <= threshold
         is_liquidated = liq_step < steps

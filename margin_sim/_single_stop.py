@@ -24,7 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from margin_sim._kernels import HAVE_NUMBA, log_no_cross, njit
-from margin_sim._single import SingleOutcome, _step_log_survival, as_f64, as_i64
+from margin_sim._single import (
+    SingleOutcome,
+    _maintenance,
+    _step_log_survival,
+    as_f64,
+    as_i64,
+)
 from margin_sim._typing import FloatArray, IntArray
 
 __all__ = ["StopPosition", "single_stop_scan"]
@@ -139,16 +145,6 @@ def _gap_fill(
             return math.exp(ev_trough_last[e])
         return math.exp(ev_after[e])
     return math.exp(log_stop)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _maintenance(notional, floors, rates, cums, entry_rule, entry_maintenance):  # pragma: no cover
-    if entry_rule:
-        return entry_maintenance
-    tier = 0
-    while tier + 1 < floors.size and floors[tier + 1] <= notional:
-        tier += 1
-    return notional * rates[tier] - cums[tier]
 
 
 @njit(cache=True, nogil=True, inline="always")
